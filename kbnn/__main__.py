@@ -1,0 +1,5 @@
+import sys
+
+from kbnn.cli import main
+
+sys.exit(main())

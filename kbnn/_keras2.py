@@ -1,0 +1,34 @@
+"""Make sure TensorFlow runs with Keras 2 (`tf_keras`), which larq and LCE require.
+
+TensorFlow >= 2.16 ships Keras 3 as `tf.keras` unless `TF_USE_LEGACY_KERAS=1` is set
+*before* TensorFlow is imported. Setting it later does not take effect, so the check has
+to run before anything imports TensorFlow.
+"""
+
+import os
+import sys
+
+_TRUTHY = ("1", "true", "yes")
+
+FIX = (
+    "kbnn needs Keras 2 (tf_keras) because larq and Larq Compute Engine do. "
+    "Either `import kbnn` before TensorFlow, or set TF_USE_LEGACY_KERAS=1 in the "
+    "environment before starting Python."
+)
+
+
+def ensure_keras2() -> None:
+    """Set TF_USE_LEGACY_KERAS=1 if TensorFlow is not imported yet, else verify it took effect.
+
+    Raises:
+        ImportError: TensorFlow was already imported with Keras 3 as `tf.keras`.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        return
+    if os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() not in _TRUTHY:
+        raise ImportError(f"TensorFlow was imported before kbnn with Keras 3 active. {FIX}")
+    import tensorflow as tf
+
+    if not tf.keras.__name__.startswith("tf_keras"):
+        raise ImportError(f"tf.keras is {tf.keras.__name__}, not Keras 2 (tf_keras). {FIX}")

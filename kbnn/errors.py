@@ -1,0 +1,13 @@
+"""Exceptions kbnn raises for problems the user can fix (bad input, missing files)."""
+
+
+class KbnnError(Exception):
+    """Base class: a problem with the user's input, reported as one line by the CLI."""
+
+
+class UsageError(KbnnError, ValueError):
+    """Bad arguments or configuration."""
+
+
+class ModelLoadError(KbnnError):
+    """A model or weights file cannot be read."""

@@ -1,0 +1,47 @@
+"""`import kbnn` must give larq/LCE the Keras 2 they need, or say exactly why it cannot."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ENV = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_import_kbnn_first_selects_keras2_without_user_setting_the_variable():
+    result = _run(
+        "import kbnn, tensorflow as tf, larq\n"
+        "print(tf.keras.layers.Dense.__module__)\n"
+        "print(issubclass(larq.layers.QuantDense, tf.keras.layers.Dense))"
+    )
+    assert result.returncode == 0, result.stderr
+    keras_module, larq_on_tf_keras = result.stdout.split()
+    assert keras_module.startswith("tf_keras")
+    assert larq_on_tf_keras == "True"
+
+
+def test_tensorflow_imported_first_with_keras3_gives_a_clear_import_error():
+    result = _run("import tensorflow\nimport kbnn")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError")
+    assert "TF_USE_LEGACY_KERAS=1" in last and "before TensorFlow" in last
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_tensorflow_imported_first_with_legacy_keras_set_is_accepted(value):
+    env = dict(ENV, TF_USE_LEGACY_KERAS=value)
+    result = subprocess.run(
+        [sys.executable, "-c", "import tensorflow as tf, kbnn; print(tf.keras.Model.__module__)"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("tf_keras")
