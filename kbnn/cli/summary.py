@@ -1,0 +1,110 @@
+"""`kbnn summary MODEL`: bit-aware summary, 45 nm energy estimate, unique kernels, plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "summary",
+        help="per-layer bits, memory, binary/int8/float ops and a 45 nm energy estimate",
+        description="Print kbnn.models.summary of a saved model (.keras/.h5) or a zoo model: "
+        "parameters by bit width, deployment memory, XNOR-popcount / int8 / float32 ops and "
+        "the energy of one inference (Horowitz, ISSCC 2014, 45 nm) against the float32 twin.",
+    )
+    parser.add_argument("model", help="a .keras/.h5 file or a zoo model name")
+    parser.add_argument("--plot", metavar="PNG",
+                        help="write the per-layer memory/energy bar chart to this image")
+    parser.add_argument("--histograms", metavar="PNG",
+                        help="write latent vs quantized weight histograms to this image")
+    parser.add_argument("--unique-kernels", action="store_true",
+                        help="also count distinct binary k×k kernels per convolution")
+    parser.add_argument("--json", metavar="PATH",
+                        help="write the summary (and unique kernels) as JSON")
+    parser.add_argument("--weight-memory", choices=("dram", "sram"), default="dram",
+                        help="where weights are read from for the energy estimate "
+                        "(default: %(default)s)")
+    parser.set_defaults(func=run)
+
+
+def load_model(name_or_path: str):
+    """A Keras model from a .keras/.h5 file, or `kbnn.zoo.get(name)` (pretrained if available)."""
+    from kbnn.errors import ModelLoadError, UsageError
+
+    path = Path(name_or_path)
+    if path.suffix.lower() in MODEL_SUFFIXES or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {name_or_path!r} does not exist")
+        import tensorflow as tf
+
+        try:
+            return tf.keras.models.load_model(path, compile=False)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise ModelLoadError(f"cannot load model {name_or_path!r}: {err}") from err
+    try:
+        from kbnn import zoo
+    except ImportError as err:
+        raise UsageError(
+            f"{name_or_path!r} is not a .keras/.h5 file and kbnn.zoo is not available ({err})"
+        ) from err
+    get = getattr(zoo, "get", None)
+    if get is None:
+        raise UsageError(f"{name_or_path!r} is not a .keras/.h5 file and kbnn.zoo has no get()")
+    try:
+        return get(name_or_path, weights="pretrained")
+    except (FileNotFoundError, ValueError, LookupError, OSError) as err:
+        try:
+            model = get(name_or_path)  # unknown names raise the zoo's own error here
+        except LookupError as unknown:
+            raise UsageError(f"{name_or_path!r} is neither a model file nor a zoo model "
+                             f"({unknown})") from unknown
+        print(f"kbnn summary: no pretrained weights for {name_or_path!r} ({err}); "
+              "counting a randomly initialised model", file=sys.stderr)
+        return model
+
+
+def _write_json_atomic(data, path: str) -> None:
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise FileNotFoundError(f"directory {str(directory)!r} for --json does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run(args) -> int:
+    import dataclasses
+
+    from kbnn import analysis, models, plotting
+
+    model = load_model(args.model)
+    energy = dataclasses.replace(models.HOROWITZ_45NM, weight_memory=args.weight_memory)
+    result = models.summary(model, energy_model=energy)
+    data = {"summary": result.as_dict()}
+    if args.unique_kernels:
+        report = analysis.unique_kernels(model)
+        print(report.table() if len(report) else "no binary convolution to analyse")
+        data["unique_kernels"] = report.as_dict()
+    if args.plot:
+        print(f"wrote {plotting.plot_memory_energy(result, args.plot)}")
+    if args.histograms:
+        print(f"wrote {plotting.plot_weight_histograms(model, args.histograms)}")
+    if args.json:
+        _write_json_atomic(data, args.json)
+        print(f"wrote {args.json}")
+    return 0
