@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-import pytest
-
 from kbnn.cli import COMMANDS, build_parser, main
+
+import pytest
 
 
 def _registered_commands():

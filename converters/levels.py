@@ -1,0 +1,318 @@
+r"""What a layer's quantizers produce, and binary-plane decompositions of integer levels.
+
+LCE's binary convolution computes bconv(x, w) for x ∈ {−1, +1} and a kernel that is ±α per
+output channel. Everything kbnn lowers is rewritten into sums of such convolutions, using two
+exact identities (all arithmetic on integers, so no approximation is involved):
+
+Weights. An integer level tensor L with |L| ≤ n is a weighted sum of ±1 planes b_i,
+L = Σ_i c_i·b_i (`weight_planes`):
+
+- all levels odd (DoReFa k-bit weights, n = 2^k − 1, and binary weights): c_i = 2^i for
+  i < m = ⌈log₂(n + 1)⌉, with U = (L + 2^m − 1)/2 ∈ [0, 2^m − 1] and b_i = 2·bit_i(U) − 1;
+- otherwise (ternary {−1, 0, 1}, five-level {−2..2}): one plane with c = ½ and
+  b = sign(L) (sign(0) = +1) takes L to the half-integers r = L − b/2, |r| ≤ n − ½, and
+  m = max(1, ⌈log₂ 2n⌉) planes with c_i = 2^(i−1) represent r as above.
+
+Ternary weights need 2 planes (t = (b₁ + b₂)/2 with b₁ = sign(t + ½), b₂ = sign(t − ½)),
+five-level weights 3 planes (not 4: t = b₁ + (b₂ + b₃)/2), k-bit DoReFa weights k planes —
+always the quantizer's bit count, which is what keeps the flatbuffer at the bit-count limit.
+
+Activations. Unsigned k-bit activations a = Q/n, Q = Σ_j 2^j·u_j, u_j ∈ {0, 1}, are handled
+in `kbnn.converters.layers.ActivationBitPlanes` with s_j = 1 − 2·u_j ∈ {−1, +1}.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from kbnn import quantizers as kq
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+#: Input quantizers whose inference forward is sign(x) with sign(0) = +1, which LCE lowers to
+#: its bit-packing `LceQuantize` (larq's `ste_sign`, `approx_sign`, `swish_sign`; kbnn's
+#: stochastic sign is `ste_sign` at inference).
+SIGN_QUANTIZER_CLASSES = (
+    lq.quantizers.SteSign,
+    lq.quantizers.ApproxSign,
+    lq.quantizers.SwishSign,
+    kq.StochasticSign,
+)
+SIGN_QUANTIZER_FUNCTIONS = (
+    lq.quantizers.ste_sign,
+    lq.quantizers.approx_sign,
+    lq.quantizers.swish_sign,
+)
+
+#: Largest |level| accepted as "discrete"; beyond it a kernel is treated as float.
+MAX_LEVEL = 255
+
+_PROBE = np.concatenate(
+    [np.linspace(-2.0, 3.0, 2001), [0.0, 0.5, 1.0, -1e-7, 1e-7, 0.25, 0.75]]
+).astype(np.float32)
+
+
+def quantizer_name(quantizer) -> str:
+    if quantizer is None:
+        return "none"
+    name = getattr(quantizer, "__name__", None) or type(quantizer).__name__
+    precision = getattr(quantizer, "precision", None)
+    if isinstance(quantizer, lq.quantizers.DoReFa) or (
+        precision and precision > 1 and "bit" not in name
+    ):
+        return f"{name}({precision}-bit)"
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputEncoding:
+    """What a layer sees after its input quantizer.
+
+    kind: "float" (no quantizer), "sign" (±1), "unsigned" (levels i/n, i = 0..n, n = 2^bits − 1)
+    or "unknown" (a quantizer kbnn cannot decompose exactly).
+    """
+
+    kind: str
+    bits: int
+    quantizer: str
+
+    @property
+    def n(self) -> int:
+        return 2**self.bits - 1
+
+    def describe(self) -> str:
+        return {
+            "float": "float inputs",
+            "sign": "±1 inputs",
+            "unsigned": f"{self.bits}-bit inputs",
+            "unknown": f"inputs quantized by {self.quantizer}",
+        }[self.kind]
+
+
+def is_sign_quantizer(quantizer) -> bool:
+    return isinstance(quantizer, SIGN_QUANTIZER_CLASSES) or quantizer in SIGN_QUANTIZER_FUNCTIONS
+
+
+def input_encoding(layer) -> InputEncoding:
+    """Classify `layer.input_quantizer` (layers without one see float inputs)."""
+    quantizer = getattr(layer, "input_quantizer", None)
+    name = quantizer_name(quantizer)
+    if quantizer is None:
+        return InputEncoding("float", 32, name)
+    if is_sign_quantizer(quantizer):
+        return InputEncoding("sign", 1, name)
+    bits = unsigned_bits(quantizer)
+    if bits is not None:
+        return InputEncoding("unsigned", bits, name)
+    return InputEncoding("unknown", getattr(quantizer, "precision", None) or 32, name)
+
+
+def unsigned_bits(quantizer) -> int | None:
+    """k when `quantizer` maps every input to one of i/n, i = 0..n, n = 2^k − 1 (checked on a
+    probe grid that covers both ends, the rounding midpoints and values outside [0, 1])."""
+    precision = getattr(quantizer, "precision", None)
+    if not isinstance(precision, int) or not 1 <= precision <= 16:
+        return None
+    n = 2**precision - 1
+    try:
+        outputs = np.asarray(quantizer(tf.constant(_PROBE)), dtype=np.float64)
+    except Exception:  # a quantizer that cannot run eagerly on a vector is not decomposable
+        return None
+    levels = outputs * n
+    if outputs.shape != _PROBE.shape or not np.allclose(levels, np.round(levels), atol=1e-4):
+        return None
+    levels = np.round(levels)
+    if levels.min() != 0 or levels.max() != n:
+        return None
+    if hasattr(quantizer, "integer_levels"):
+        integer, _ = quantizer.integer_levels(tf.constant(_PROBE))
+        if not np.array_equal(np.asarray(integer), levels):
+            return None
+    return precision
+
+
+def integer_activation_levels(quantizer, x: tf.Tensor, bits: int) -> tf.Tensor:
+    """Q with quantizer(x) = Q/n as a float tensor of integers 0..n (graph-friendly)."""
+    if hasattr(quantizer, "integer_levels"):
+        return quantizer.integer_levels(x)[0]
+    return tf.round(quantizer(x) * float(2**bits - 1))
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class KernelLevels:
+    """q(W) = levels · scale, levels integer-valued (kernel shape), scale per output channel."""
+
+    levels: np.ndarray
+    scale: np.ndarray
+    bits: int
+
+    @property
+    def max_level(self) -> int:
+        return int(np.abs(self.levels).max()) if self.levels.size else 0
+
+    def quantized(self) -> np.ndarray:
+        return (self.levels * self.scale).astype(np.float32)
+
+
+def quantized_kernel(layer) -> np.ndarray:
+    """The kernel the layer multiplies with at inference: q(W), or W without a quantizer."""
+    kernel = _kernel_variable(layer)
+    quantizer = getattr(layer, _kernel_quantizer_attr(layer), None)
+    if quantizer is None:
+        return kernel.numpy()
+    return np.asarray(quantizer(tf.convert_to_tensor(kernel)), dtype=np.float32)
+
+
+def kernel_levels(layer) -> KernelLevels | None:
+    """Integer levels of `layer`'s quantized kernel, or None for float / undecomposable kernels.
+
+    Uses the quantizer's `integer_levels` when it has one (kbnn quantizers); otherwise the
+    levels are recovered from q(W) (larq's sign, magnitude-aware sign, ternary, DoReFa) and
+    must reproduce it exactly. Kernels without a quantizer count when their values already
+    are ±α per output channel (what the passes emit).
+    """
+    kernel = _kernel_variable(layer)
+    if kernel is None:
+        return None
+    quantizer = getattr(layer, _kernel_quantizer_attr(layer), None)
+    quantized = quantized_kernel(layer)
+    channels = quantized.shape[-1]
+    if quantizer is not None and hasattr(quantizer, "integer_levels"):
+        levels, scale = quantizer.integer_levels(tf.convert_to_tensor(kernel))
+        levels = np.asarray(levels, np.float32)
+        scale = _per_channel(np.asarray(scale, np.float32), channels)
+        if scale is not None and np.allclose(levels * scale, quantized, rtol=1e-6, atol=1e-7):
+            return KernelLevels(levels, scale, _bits(quantizer, levels))
+    found = infer_levels(quantized)
+    if found is None:
+        return None
+    levels, scale = found
+    if quantizer is None and not np.all(np.abs(levels) == 1):
+        return None  # a float kernel that happens to lie on a grid stays a float kernel
+    return KernelLevels(levels, scale, _bits(quantizer, levels))
+
+
+def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(levels, per-channel scale) with quantized = levels·scale and integer |levels| ≤ 255.
+
+    Tries one scale for the whole tensor (DoReFa) and then one per output channel (XNOR, TWN),
+    each from the smallest non-zero magnitude divided by 1..8 (a channel may lack level ±1).
+    """
+    q = np.asarray(quantized, np.float64)
+    channels = q.shape[-1]
+    flat = np.abs(q.reshape(-1, channels))
+    candidates = []
+    nonzero = flat[flat > 0]
+    if nonzero.size:
+        candidates.append(np.full(channels, nonzero.min()))
+    per_channel = np.array(
+        [col[col > 0].min() if np.any(col > 0) else 1.0 for col in flat.T], np.float64
+    )
+    candidates.append(per_channel)
+    for base in candidates:
+        for divisor in range(1, 9):
+            scale = base / divisor
+            levels = q / scale
+            rounded = np.round(levels)
+            if np.abs(rounded).max(initial=0) > MAX_LEVEL:
+                break
+            if np.allclose(levels, rounded, atol=1e-4) and np.allclose(
+                rounded * scale, q, rtol=1e-6, atol=1e-9
+            ):
+                return rounded.astype(np.float32), scale.astype(np.float32)
+    return None
+
+
+def _bits(quantizer, levels: np.ndarray) -> int:
+    precision = getattr(quantizer, "precision", None)
+    if isinstance(precision, int) and 1 <= precision <= 32:
+        return precision
+    distinct = np.unique(levels).size
+    return max(1, math.ceil(math.log2(max(distinct, 2))))
+
+
+def _per_channel(scale: np.ndarray, channels: int) -> np.ndarray | None:
+    if scale.size == 1:
+        return np.full(channels, float(scale.reshape(-1)[0]), np.float32)
+    if scale.size == channels:
+        return scale.reshape(channels)
+    return None
+
+
+def _kernel_quantizer_attr(layer) -> str:
+    return "depthwise_quantizer" if hasattr(layer, "depthwise_kernel") else "kernel_quantizer"
+
+
+def _kernel_variable(layer):
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        kernel = getattr(layer, "depthwise_kernel", None)
+    return kernel
+
+
+# ----------------------------------------------------------------------------------------------
+# Binary planes
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightPlanes:
+    """levels = Σ_i coefficients[i] · planes[i], every plane ±1 (see the module docstring)."""
+
+    coefficients: list[float]
+    planes: list[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.planes)
+
+    def reconstruct(self) -> np.ndarray:
+        return sum(c * p for c, p in zip(self.coefficients, self.planes, strict=True))
+
+
+def weight_planes(levels: np.ndarray) -> WeightPlanes:
+    """Decompose integer `levels` into the fewest ±1 planes of the schemes above (exact)."""
+    levels = np.asarray(levels)
+    rounded = np.round(levels)
+    if not np.array_equal(levels, rounded):
+        raise ValueError("`levels` must be integer-valued.")
+    integer = rounded.astype(np.int64)
+    n = int(np.abs(integer).max(initial=0))
+    coefficients: list[float] = []
+    planes: list[np.ndarray] = []
+    if n > 0 and np.all(integer % 2 != 0):
+        m = max(1, math.ceil(math.log2(n + 1)))
+        unsigned = (integer + 2**m - 1) // 2
+        for i in range(m):
+            coefficients.append(float(2**i))
+            planes.append(_bit_plane(unsigned, i))
+    else:
+        extra = np.where(integer >= 0, 1, -1)
+        coefficients.append(0.5)
+        planes.append(extra.astype(np.float32))
+        m = max(1, math.ceil(math.log2(2 * n))) if n > 0 else 1
+        # r = L − extra/2 is a half-integer; U = r + (2^m − 1)/2 is an integer in [0, 2^m − 1].
+        unsigned = (2 * integer - extra + 2**m - 1) // 2
+        for i in range(m):
+            coefficients.append(float(2 ** (i - 1)))
+            planes.append(_bit_plane(unsigned, i))
+    result = WeightPlanes(coefficients, planes)
+    if not np.array_equal(result.reconstruct(), integer):  # pragma: no cover - a bug guard
+        raise AssertionError("binary-plane decomposition is not exact")
+    return result
+
+
+def _bit_plane(unsigned: np.ndarray, bit: int) -> np.ndarray:
+    return (2 * ((unsigned >> bit) & 1) - 1).astype(np.float32)

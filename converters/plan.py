@@ -1,0 +1,271 @@
+"""Which layers the converter supports, and how each kernel layer will be lowered (and why).
+
+`plan_layer` is the single place that decides between LCE's binary convolution (`bconv`),
+binary planes (`planes`) and the float fallback; the graph passes and the conversion report
+both ask it, so what the report says is what the passes did.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from kbnn.converters import levels as klevels
+from kbnn.converters.errors import ConversionError
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+L = tf.keras.layers
+
+#: Layers converted as they are (TFLite builtins or LCE-lowered), beside the kernel layers.
+_SUPPORTED = (
+    L.InputLayer,
+    L.Conv1D,
+    L.Conv2D,
+    L.DepthwiseConv2D,
+    L.SeparableConv1D,
+    L.SeparableConv2D,
+    L.Conv2DTranspose,
+    L.Dense,
+    L.BatchNormalization,
+    L.LayerNormalization,
+    L.Activation,
+    L.ReLU,
+    L.LeakyReLU,
+    L.PReLU,
+    L.ELU,
+    L.Softmax,
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.Flatten,
+    L.Reshape,
+    L.Permute,
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.GaussianNoise,
+    L.GaussianDropout,
+    L.AlphaDropout,
+    L.ActivityRegularization,
+    L.Add,
+    L.Subtract,
+    L.Multiply,
+    L.Average,
+    L.Maximum,
+    L.Minimum,
+    L.Concatenate,
+    L.ZeroPadding1D,
+    L.ZeroPadding2D,
+    L.Cropping1D,
+    L.Cropping2D,
+    L.UpSampling1D,
+    L.UpSampling2D,
+    L.Rescaling,
+    lq.quantizers.Quantizer,  # quantizers used as layers (kbnn.layers.Sign, GradientQuantizer)
+)
+
+_UNSUPPORTED: tuple[tuple[tuple[type, ...], str], ...] = (
+    (
+        (L.Lambda,),
+        "a Lambda layer runs arbitrary Python that cannot be analysed, rewritten or saved "
+        "reliably; replace it with a built-in or a registered custom layer",
+    ),
+    (
+        (L.RNN, L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional, L.ConvLSTM2D, L.TimeDistributed),
+        "recurrent layers have no binary kernel in Larq Compute Engine and are not supported "
+        "by kbnn.converters",
+    ),
+    (
+        (
+            L.Conv3D,
+            L.Conv3DTranspose,
+            L.MaxPooling3D,
+            L.AveragePooling3D,
+            L.UpSampling3D,
+            L.ZeroPadding3D,
+            L.Cropping3D,
+            L.GlobalAveragePooling3D,
+            L.GlobalMaxPooling3D,
+        ),
+        "3-D layers have no kernel in Larq Compute Engine (its binary kernels are 2-D); "
+        "reshape to 2-D convolutions",
+    ),
+    (
+        (L.LocallyConnected1D, L.LocallyConnected2D),
+        "locally connected layers have no TFLite or LCE kernel",
+    ),
+)
+
+_KERNEL_LAYERS = (L.Conv1D, L.Conv2D, L.Dense, L.DepthwiseConv2D, L.SeparableConv2D)
+
+
+@functools.cache
+def _extra_supported():
+    found = []
+    try:
+        from kbnn.normalization import ShiftBatchNormalization
+
+        found.append(ShiftBatchNormalization)
+    except ImportError:  # pragma: no cover - optional module
+        pass
+    from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
+
+    found += [ActivationBitPlanes, CombineBitPlanes]
+    op_lambda = getattr(tf.keras.layers, "TFOpLambda", None)
+    if op_lambda is None:  # pragma: no cover - tf_keras always has it
+        from tf_keras.src.layers.core.tf_op_layer import TFOpLambda as op_lambda
+    found.append(op_lambda)
+    try:
+        from tf_keras.src.layers.core.tf_op_layer import SlicingOpLambda
+
+        found.append(SlicingOpLambda)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(found)
+
+
+def unsupported_reason(layer) -> str | None:
+    """Why `layer` cannot be converted, or None when it can."""
+    for classes, reason in _UNSUPPORTED:
+        if isinstance(layer, classes):
+            return reason
+    if isinstance(layer, _SUPPORTED + _extra_supported()):
+        if getattr(layer, "data_format", "channels_last") == "channels_first":
+            return "data_format='channels_first' is not supported by TFLite; use channels_last"
+        return None
+    return (
+        f"layer type {type(layer).__name__} is not in kbnn.converters' list of supported "
+        "layers (pass allow_unknown_layers=True to hand it to LCE unchecked)"
+    )
+
+
+def check_supported(layers, *, allow_unknown: bool = False) -> None:
+    """Raise ConversionError naming the first layer that cannot be converted."""
+    for layer in layers:
+        reason = unsupported_reason(layer)
+        if reason is None:
+            continue
+        if allow_unknown and reason.startswith("layer type"):
+            continue
+        raise ConversionError(
+            f"Layer '{layer.name}' ({type(layer).__name__}) cannot be converted: {reason}."
+        )
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """How a kernel layer ends up in the flatbuffer.
+
+    action: "bconv" (one LCE binary convolution), "planes" (binary planes summed),
+    "float" (float32 fallback, `reason` says why) or "float-weights" (a float layer).
+    bconvs: LceBconv2d ops expected (k-bit activation planes share one, stacked on the batch).
+    """
+
+    action: str
+    weight_planes: int
+    activation_bits: int
+    weight_bits: int
+    reason: str
+
+    @property
+    def bconvs(self) -> int:
+        return self.weight_planes if self.action in ("bconv", "planes") else 0
+
+    def describe(self) -> str:
+        if self.action == "bconv":
+            return "binary conv"
+        if self.action == "planes":
+            parts = []
+            if self.weight_planes > 1:
+                parts.append(f"{self.weight_planes} weight planes")
+            if self.activation_bits > 1:
+                parts.append(f"{self.activation_bits} activation bit planes")
+            if self.activation_bits == 1 and not parts:
+                parts.append("{0, 1} inputs as ±1")
+            return "binary planes: " + " x ".join(parts)
+        if self.action == "float":
+            return f"float fallback: {self.reason}"
+        return "float layer"
+
+
+def is_kernel_layer(layer) -> bool:
+    return isinstance(layer, _KERNEL_LAYERS)
+
+
+def _is_plain(layer, base) -> bool:
+    """`layer` is `base` or a subclass that does not change the kernel's geometry."""
+    return isinstance(layer, base) and not isinstance(
+        layer, L.DepthwiseConv2D | L.SeparableConv2D | L.Conv2DTranspose
+    )
+
+
+def plan_layer(layer) -> Lowering | None:
+    """The lowering of one kernel layer, or None for layers without a kernel."""
+    if not is_kernel_layer(layer):
+        return None
+    encoding = klevels.input_encoding(layer)
+    has_quantizer = any(
+        getattr(layer, name, None) is not None
+        for name in ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
+    )
+    levels = klevels.kernel_levels(layer) if hasattr(layer, "kernel") else None
+    bits = levels.bits if levels is not None else 32
+
+    def fallback(reason):
+        return Lowering("float", 0, encoding.bits, bits, reason)
+
+    if not (_is_plain(layer, lq.layers.QuantConv2D) or _is_plain(layer, lq.layers.QuantDense)):
+        if has_quantizer or encoding.kind != "float":
+            kind = type(layer).__name__
+            return fallback(f"LCE has no binary kernel for {kind}")
+        return Lowering("float-weights", 0, encoding.bits, 32, "float layer")
+    if levels is None:
+        if not has_quantizer:
+            if encoding.kind == "float":
+                return Lowering("float-weights", 0, 32, 32, "float layer")
+            return fallback("kernel is not quantized")
+        return fallback(
+            f"kernel quantizer {_kernel_quantizer_name(layer)} has no discrete level set"
+        )
+    if encoding.kind == "float":
+        return fallback("inputs are not quantized (float activations)")
+    if encoding.kind == "unknown":
+        return fallback(f"input quantizer {encoding.quantizer} is not ±1 or unsigned k-bit")
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        return fallback("channels_first")
+    if (
+        encoding.kind == "unsigned"
+        and getattr(layer, "padding", "valid") == "same"
+        and float(np.asarray(getattr(layer, "pad_values", 0.0))) != 0.0
+    ):
+        return fallback("SAME padding with pad_values != 0 on k-bit inputs")
+    if _dense_input_unknown(layer):
+        return fallback("dense input shape is not fully known")
+    planes = len(klevels.weight_planes(levels.levels))
+    if getattr(layer, "xnor_input_scaling", False) and (planes > 1 or encoding.kind != "sign"):
+        return fallback("XNOR input scaling is only lowered for binary weights and ±1 inputs")
+    activation_bits = encoding.bits if encoding.kind == "unsigned" else 1
+    action = "bconv" if planes == 1 and encoding.kind == "sign" else "planes"
+    return Lowering(action, planes, activation_bits, bits, "")
+
+
+def _dense_input_unknown(layer) -> bool:
+    if not isinstance(layer, L.Dense):
+        return False
+    try:
+        shape = layer.input_shape
+    except AttributeError:  # not called yet, or called on inputs of different shapes
+        return True
+    return any(dim is None for dim in shape[1:])
+
+
+def _kernel_quantizer_name(layer) -> str:
+    return klevels.quantizer_name(getattr(layer, "kernel_quantizer", None))

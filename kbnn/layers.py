@@ -1,0 +1,414 @@
+"""Quantized layers with the defaults of the classic BNN recipes (TensorLayer-style names).
+
+Each layer is a thin configuration of larq's `QuantConv2D` / `QuantDense` (so
+`isinstance(layer, larq.layers.QuantConv2D)` holds and LCE converts them like larq layers):
+
+| layer | input quantizer | kernel quantizer | kernel constraint |
+|---|---|---|---|
+| `BinaryConv2D`, `BinaryDense` | `ste_sign` | `ste_sign` | `weight_clip` ([−1, 1]) |
+| `TernaryConv2D`, `TernaryDense` | None (float, as TernaryNet) | `twn` | `weight_clip` |
+| `FiveLevelConv2D`, `FiveLevelDense` | None | `five_level` | `weight_clip` |
+| `DorefaConv2D`, `DorefaDense` | `DoReFaActivation(bit_a)` | `DoReFaWeight(bit_w)` | `weight_clip` |
+
+All default to `use_bias=False` (a following BatchNormalization carries the bias). Convolutions
+with a ±1 input quantizer pad SAME borders with +1 (`pad_values=1.0`), the padding LCE's binary
+convolution implements on every target; other inputs are zero-padded.
+
+`Sign`, `GradientQuantizer`, larq's `Quant*` layers and `ShiftBatchNormalization` are
+available here too, so a model needs only `kbnn.layers`.
+"""
+
+from kbnn import quantizers
+from kbnn.math import check_bits
+
+import larq as lq
+import tensorflow as tf
+from larq.layers import (  # noqa: F401  (re-exported)
+    QuantConv1D,
+    QuantConv2D,
+    QuantConv2DTranspose,
+    QuantConv3D,
+    QuantConv3DTranspose,
+    QuantDense,
+    QuantDepthwiseConv2D,
+    QuantLocallyConnected1D,
+    QuantLocallyConnected2D,
+    QuantSeparableConv1D,
+    QuantSeparableConv2D,
+)
+from larq.quantizers import DoReFa, SteHeaviside, SteSign
+
+try:  # written by the BinaryNet-training helper; optional until it lands
+    from kbnn.normalization import ShiftBatchNormalization  # noqa: F401
+except ImportError:  # pragma: no cover - only while kbnn.normalization does not exist
+    pass
+
+__all__ = [
+    "BinaryConv2D",
+    "BinaryDense",
+    "DorefaConv2D",
+    "DorefaDense",
+    "FiveLevelConv2D",
+    "FiveLevelDense",
+    "GradientQuantizer",
+    "QuantConv1D",
+    "QuantConv2D",
+    "QuantConv2DTranspose",
+    "QuantConv3D",
+    "QuantConv3DTranspose",
+    "QuantDense",
+    "QuantDepthwiseConv2D",
+    "QuantLocallyConnected1D",
+    "QuantLocallyConnected2D",
+    "QuantSeparableConv1D",
+    "QuantSeparableConv2D",
+    "ShiftBatchNormalization",
+    "Sign",
+    "TernaryConv2D",
+    "TernaryDense",
+]
+
+
+
+def _register(cls):
+    """Register a layer as `kbnn>ClassName` and, for legacy .h5 loading, as `ClassName`."""
+    cls = tf.keras.utils.register_keras_serializable(package="kbnn")(cls)
+    return lq.utils.register_keras_custom_object(cls)
+
+
+def _outputs_plus_minus_one(quantizer) -> bool:
+    """True when the quantizer's outputs are ±1 (not {0, 1}): pad those with +1."""
+    return getattr(quantizer, "precision", None) == 1 and not isinstance(
+        quantizer, DoReFa | SteHeaviside
+    )
+
+
+def _default_pad_value(input_quantizer, pad_values):
+    if pad_values is not None:
+        return pad_values
+    return 1.0 if _outputs_plus_minus_one(input_quantizer) else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Binary
+# --------------------------------------------------------------------------------------------
+
+
+@_register
+class BinaryConv2D(QuantConv2D):
+    r"""Binary convolution (BinaryNet, Courbariaux, Hubara et al. 2016): sign(x) ⊛ sign(W).
+
+    Latent weights are clipped to [−1, 1]. For a first layer with real-valued inputs pass
+    `input_quantizer=None` (binary weights, float inputs).
+
+    `xnor_input_scaling=True` adds XNOR-Net's input scale (Rastegari et al. 2016, §3.2):
+    the output is multiplied by K = A ⊛ k, where A = mean over channels of |x| (the raw input,
+    before quantization) and k is a kh×kw box filter of 1/(kh·kw), applied with the layer's
+    strides, dilation and padding (borders padded with 0). Combine with
+    `kernel_quantizer="xnor_weight"` for the full XNOR-Net layer I ⊛ W ≈ (sign(I) ⊛ sign(W)) ⊙ Kα.
+
+    # Arguments
+        pad_values: value of SAME padding; None picks +1 for ±1 inputs, 0 otherwise.
+        xnor_input_scaling: multiply the output by XNOR-Net's K (channels_last only).
+        Everything else as `larq.layers.QuantConv2D`.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        *,
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        pad_values=None,
+        xnor_input_scaling=False,
+        **kwargs,
+    ):
+        input_quantizer = quantizers.get(input_quantizer)
+        self.xnor_input_scaling = bool(xnor_input_scaling)
+        self._xnor_scale = None
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            pad_values=_default_pad_value(input_quantizer, pad_values),
+            input_quantizer=input_quantizer,
+            kernel_quantizer=quantizers.get(kernel_quantizer),
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+        if self.xnor_input_scaling and self.data_format != "channels_last":
+            raise ValueError("`xnor_input_scaling` supports only data_format='channels_last'.")
+
+    def _input_scale(self, inputs):
+        """XNOR-Net's K = mean_c |x| ⊛ (box filter of 1/(kh·kw)), shape (N, H', W', 1)."""
+        mean_magnitude = tf.reduce_mean(tf.abs(inputs), axis=-1, keepdims=True)
+        kh, kw = self.kernel_size
+        box = tf.fill((kh, kw, 1, 1), tf.constant(1.0 / (kh * kw), inputs.dtype))
+        return tf.nn.conv2d(
+            mean_magnitude,
+            box,
+            strides=list(self.strides),
+            padding=self.padding.upper(),
+            dilations=list(self.dilation_rate),
+        )
+
+    def call(self, inputs):
+        if not self.xnor_input_scaling:
+            return super().call(inputs)
+        with lq.utils.patch_object(self, "_xnor_scale", self._input_scale(inputs)):
+            return super().call(inputs)
+
+    def convolution_op(self, inputs, kernel):
+        outputs = super().convolution_op(inputs, kernel)
+        if self._xnor_scale is not None:
+            outputs = outputs * self._xnor_scale
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "xnor_input_scaling": self.xnor_input_scaling}
+
+
+@_register
+class BinaryDense(QuantDense):
+    """Binary fully connected layer (BinaryNet): sign(x) · sign(W), latent W clipped to [−1, 1].
+
+    Arguments as `larq.layers.QuantDense`; `input_quantizer=None` for real-valued inputs.
+    """
+
+    def __init__(
+        self,
+        units,
+        *,
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            input_quantizer=quantizers.get(input_quantizer),
+            kernel_quantizer=quantizers.get(kernel_quantizer),
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Ternary and five-level weights (float inputs by default, as in TernaryNet)
+# --------------------------------------------------------------------------------------------
+
+
+class _WeightQuantConv2D(QuantConv2D):
+    """QuantConv2D with a default kernel quantizer, float inputs and weight clipping."""
+
+    default_kernel_quantizer = None
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        *,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        pad_values=None,
+        **kwargs,
+    ):
+        input_quantizer = quantizers.get(input_quantizer)
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            pad_values=_default_pad_value(input_quantizer, pad_values),
+            input_quantizer=input_quantizer,
+            kernel_quantizer=quantizers.get(kernel_quantizer or self.default_kernel_quantizer),
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+
+class _WeightQuantDense(QuantDense):
+    """QuantDense with a default kernel quantizer, float inputs and weight clipping."""
+
+    default_kernel_quantizer = None
+
+    def __init__(
+        self,
+        units,
+        *,
+        input_quantizer=None,
+        kernel_quantizer=None,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        **kwargs,
+    ):
+        super().__init__(
+            units,
+            input_quantizer=quantizers.get(input_quantizer),
+            kernel_quantizer=quantizers.get(kernel_quantizer or self.default_kernel_quantizer),
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+
+@_register
+class TernaryConv2D(_WeightQuantConv2D):
+    """Ternary-weight convolution (TWN, Li & Liu 2016): x ⊛ α·t, kernel quantizer `"twn"`."""
+
+    default_kernel_quantizer = "twn"
+
+
+@_register
+class TernaryDense(_WeightQuantDense):
+    """Ternary-weight fully connected layer (TWN): x · α·t, kernel quantizer `"twn"`."""
+
+    default_kernel_quantizer = "twn"
+
+
+@_register
+class FiveLevelConv2D(_WeightQuantConv2D):
+    """Five-level-weight convolution: x ⊛ α·t, t ∈ {−2..2}, kernel quantizer `"five_level"`."""
+
+    default_kernel_quantizer = "five_level"
+
+
+@_register
+class FiveLevelDense(_WeightQuantDense):
+    """Five-level-weight fully connected layer, kernel quantizer `"five_level"`."""
+
+    default_kernel_quantizer = "five_level"
+
+
+# --------------------------------------------------------------------------------------------
+# DoReFa
+# --------------------------------------------------------------------------------------------
+
+
+def _dorefa_quantizers(bit_w, bit_a, kwargs):
+    check_bits(bit_w, "bit_w")
+    if bit_a is not None:
+        check_bits(bit_a, "bit_a")
+    for name in ("input_quantizer", "kernel_quantizer"):
+        if kwargs.pop(name, None) is not None:
+            raise ValueError(
+                f"`{name}` is set by `bit_w`/`bit_a` in DoReFa layers; use a Quant* layer "
+                "for other quantizers."
+            )
+    input_quantizer = None if bit_a is None else quantizers.DoReFaActivation(bit_a)
+    return input_quantizer, quantizers.DoReFaWeight(bit_w)
+
+
+def _dorefa_config(layer, config):
+    config.pop("input_quantizer", None)
+    config.pop("kernel_quantizer", None)
+    return {**config, "bit_w": layer.bit_w, "bit_a": layer.bit_a}
+
+
+@_register
+class DorefaConv2D(QuantConv2D):
+    """DoReFa-Net convolution (Zhou et al. 2016): quantize_a(x) ⊛ quantize_w(W).
+
+    # Arguments
+        bit_w: weight bits (`DoReFaWeight`, 1 = E|W|·sign(W)).
+        bit_a: activation bits (`DoReFaActivation`, inputs clipped to [0, 1]); None keeps the
+            input real-valued (first layer).
+        Everything else as `larq.layers.QuantConv2D`.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        *,
+        bit_w=1,
+        bit_a=3,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        pad_values=0.0,
+        **kwargs,
+    ):
+        input_quantizer, kernel_quantizer = _dorefa_quantizers(bit_w, bit_a, kwargs)
+        self.bit_w, self.bit_a = bit_w, bit_a
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            pad_values=pad_values,
+            input_quantizer=input_quantizer,
+            kernel_quantizer=kernel_quantizer,
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+    def get_config(self):
+        return _dorefa_config(self, super().get_config())
+
+
+@_register
+class DorefaDense(QuantDense):
+    """DoReFa-Net fully connected layer: quantize_a(x) · quantize_w(W); see `DorefaConv2D`."""
+
+    def __init__(
+        self,
+        units,
+        *,
+        bit_w=1,
+        bit_a=3,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        **kwargs,
+    ):
+        input_quantizer, kernel_quantizer = _dorefa_quantizers(bit_w, bit_a, kwargs)
+        self.bit_w, self.bit_a = bit_w, bit_a
+        super().__init__(
+            units,
+            input_quantizer=input_quantizer,
+            kernel_quantizer=kernel_quantizer,
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+    def get_config(self):
+        return _dorefa_config(self, super().get_config())
+
+
+# --------------------------------------------------------------------------------------------
+# Activation-like layers
+# --------------------------------------------------------------------------------------------
+
+
+@_register
+class Sign(SteSign):
+    """Binary activation layer: sign(x) with sign(0) = +1, clipped-STE backward (BinaryNet).
+
+    larq's `SteSign` used as a layer (TensorLayer's `Sign`); LCE folds it into the next binary
+    convolution's input.
+    """
+
+
+@_register
+class GradientQuantizer(quantizers.DoReFaGradient):
+    """Identity layer whose backward pass quantizes the gradient to `k_bit` bits (DoReFa-Net).
+
+    See `kbnn.quantizers.DoReFaGradient` for the formula.
+    """

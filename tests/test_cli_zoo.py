@@ -1,0 +1,101 @@
+"""`kbnn zoo`, `kbnn train`, `kbnn evaluate` (in-process through kbnn.cli.main)."""
+
+import csv
+import json
+
+import kbnn.zoo
+from kbnn.cli import main
+from kbnn.zoo import cards
+
+import pytest
+
+
+def test_zoo_list_prints_every_model(capsys):
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["name", "dataset", "bits", "expected", "measured", "weights"]
+    assert len(lines) == 1 + len(kbnn.zoo.list_models())
+    row = next(line for line in lines if line.startswith("binarynet_mnist "))
+    card = cards.read_card("binarynet_mnist")
+    if card:
+        assert f"{100 * card['measured_accuracy']:.2f}%" in row and row.endswith("package")
+
+
+def test_zoo_info_prints_the_card(capsys):
+    assert main(["zoo", "info", "binarynet_mnist"]) == 0
+    out = capsys.readouterr().out
+    assert "Binarized Neural Networks" in out and "params: 858,824 (857,376 binary)" in out
+    card = cards.read_card("binarynet_mnist")
+    if card:
+        assert card["sha256"] in out and card["training_command"] in out
+    assert main(["zoo", "info", "quicknet_small", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["input_shape"] == [224, 224, 3] and info["weights"] is None
+
+
+def test_zoo_info_unknown_model_is_one_line_error(capsys):
+    assert main(["zoo", "info", "resnet_nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown zoo model 'resnet_nope'" in err
+
+
+@pytest.mark.slow
+def test_train_writes_checkpoint_logs_and_curves_then_evaluates(tmp_path, capsys,
+                                                                mnist_available):
+    out_dir = tmp_path / "run"
+    code = main(["train", "binarynet_mnist", "--epochs", "2", "--steps-per-epoch", "3",
+                 "--batch-size", "32", "--validation-size", "200", "--output", str(out_dir),
+                 "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed
+    for name in ("model.keras", "training_log.csv", "training_curves.png", "run.json"):
+        assert (out_dir / name).is_file(), name
+    assert (out_dir / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any((out_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    with open(out_dir / "training_log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
+    run = json.loads((out_dir / "run.json").read_text())
+    assert run["epochs"] == 2 and run["steps_per_epoch"] == 3 and run["optimizer"] == "adam"
+
+    assert main(["evaluate", str(out_dir / "model.keras")]) == 0
+    line = capsys.readouterr().out.strip()
+    accuracy = float(line.split("test accuracy ")[1].split()[0])
+    assert 0.0 <= accuracy <= 1.0 and "10,000 images" in line
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "quicknet"], "supports the MNIST models only"),
+        (["train", "binarynet_mnist", "--epochs", "0"], "epochs must be a positive integer"),
+        (["train", "binarynet_mnist", "--batch-size", "0"], "batch_size must be a positive"),
+        (["evaluate", "no_such_model_or_file"], "neither a zoo model"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(argv, message, capsys, tmp_path):
+    if argv[0] == "train":
+        argv = [*argv, "--output", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_train_rejects_unknown_optimizer_choice(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "binarynet_mnist", "--optimizer", "sgd"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'sgd'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_pretrained_name_prints_the_card_accuracy(capsys, mnist_available):
+    card = cards.read_card("binarynet_mnist")
+    assert main(["evaluate", "binarynet_mnist"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("binarynet_mnist: test accuracy ")
+    assert float(line.split("test accuracy ")[1].split()[0]) == pytest.approx(
+        card["measured_accuracy"], abs=1e-4)

@@ -1,0 +1,337 @@
+"""Each graph pass alone, in Keras: the structure it promises and exact outputs (no LCE here)."""
+
+import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn import layers as kl
+from kbnn.converters import passes
+from kbnn.converters.errors import ConversionError
+from kbnn.converters.graph import origin, rebuild
+from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
+from kbnn.normalization import ShiftBatchNormalization
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+RNG = np.random.default_rng(7)
+
+
+def _randomize(model, seed=0):
+    """Random latent kernels in [-1, 1] and random BN statistics (multipliers of both signs
+    unless `positive`), so that folding mistakes cannot hide behind identity statistics."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.Model):
+            _randomize(layer, seed + 1)
+            continue
+        for variable in layer.weights:
+            name = variable.name.split("/")[-1]
+            if name.startswith(("kernel", "depthwise_kernel")):
+                variable.assign(rng.uniform(-1, 1, variable.shape))
+            elif name.startswith("gamma"):
+                variable.assign(rng.uniform(0.5, 2.0, variable.shape))
+            elif name.startswith(("beta", "bias")):
+                variable.assign(rng.normal(size=variable.shape))
+            elif name.startswith("moving_mean"):
+                variable.assign(rng.normal(size=variable.shape) * 3)
+            elif name.startswith(("moving_variance", "moving_inv_std")):
+                variable.assign(rng.uniform(0.2, 2.0, variable.shape))
+    return model
+
+
+def _same_outputs(original, rewritten, shape, atol=1e-4, low=-1.0, high=1.5):
+    x = RNG.uniform(low, high, (16,) + shape).astype(np.float32)
+    want = original(x, training=False).numpy()
+    got = rewritten(x, training=False).numpy()
+    scale = max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=0, atol=atol * scale)
+
+
+def _types(model):
+    return [type(layer).__name__ for layer in model.layers]
+
+
+def _bn():
+    return tf.keras.layers.BatchNormalization()
+
+
+# ------------------------------------------------------------------------------ rebuild
+
+
+def test_rebuild_copies_without_touching_the_original():
+    inputs = tf.keras.Input((6, 6, 4))
+    x = kl.BinaryConv2D(8, 3, padding="same", name="conv")(inputs)
+    x = _bn()(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    nodes = {layer.name: len(layer._inbound_nodes) for layer in model.layers}
+    copy = rebuild(model)
+    assert {layer.name: len(layer._inbound_nodes) for layer in model.layers} == nodes
+    assert all(a is not b for a, b in zip(model.layers, copy.layers, strict=True))
+    _same_outputs(model, copy, (6, 6, 4), atol=0)
+
+
+def test_rebuild_inlines_nested_and_sequential_models():
+    block = tf.keras.Sequential(
+        [tf.keras.Input((6, 6, 4)), kl.BinaryConv2D(4, 3, padding="same", name="inner"), _bn()],
+        name="block",
+    )
+    inputs = tf.keras.Input((6, 6, 4))
+    model = _randomize(tf.keras.Model(inputs, block(block(inputs))))
+    flat = rebuild(model)
+    assert not any(isinstance(layer, tf.keras.Model) for layer in flat.layers)
+    assert len([t for t in _types(flat) if t == "BinaryConv2D"]) == 1  # shared layer, one clone
+    _same_outputs(model, flat, (6, 6, 4), atol=0)
+
+
+def test_rebuild_rejects_subclassed_and_unbuilt_models():
+    class Net(tf.keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ConversionError, match="subclassed"):
+        rebuild(Net())
+    with pytest.raises(ConversionError, match="input shape"):
+        rebuild(tf.keras.Sequential([tf.keras.layers.Dense(2)]))
+
+
+# ------------------------------------------------------------------------------ 1. shift BN
+
+
+def test_fold_shift_batchnorm_keeps_outputs():
+    inputs = tf.keras.Input((5, 5, 6))
+    x = kl.BinaryConv2D(6, 3, padding="same")(inputs)
+    x = ShiftBatchNormalization(name="sbn")(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    folded = passes.fold_shift_batchnorm(model)
+    assert type(folded.get_layer("sbn")) is tf.keras.layers.BatchNormalization
+    _same_outputs(model, folded, (5, 5, 6), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ 2. pool / BN
+
+
+def _pool_bn_model(sign):
+    inputs = tf.keras.Input((6, 6, 4))
+    x = kl.BinaryConv2D(4, 3, padding="same", name="conv")(inputs)
+    x = tf.keras.layers.MaxPool2D(2, name="pool")(x)
+    x = tf.keras.layers.BatchNormalization(name="bn")(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    bn = model.get_layer("bn")
+    bn.gamma.assign(sign * np.abs(bn.gamma.numpy()))
+    return model
+
+
+def test_reorder_pool_batchnorm_with_positive_multipliers():
+    model = _pool_bn_model(+1)
+    reordered = passes.reorder_pool_batchnorm(model)
+    assert _types(reordered)[-2:] == ["BatchNormalization", "MaxPooling2D"]
+    _same_outputs(model, reordered, (6, 6, 4), atol=1e-6)
+
+
+def test_reorder_pool_batchnorm_leaves_negative_multipliers():
+    model = _pool_bn_model(-1)
+    assert passes.reorder_pool_batchnorm(model) is model
+
+
+# ------------------------------------------------------------------------------ 3. dense → conv
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_dense_to_conv(sequential):
+    layers = [
+        tf.keras.layers.Flatten(input_shape=(4, 4, 2)),
+        kl.BinaryDense(12, name="d1", use_bias=True),
+        _bn(),
+        lq.layers.QuantDense(
+            5,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            name="d2",
+            kernel_constraint="weight_clip",
+            activation="softmax",
+        ),
+    ]
+    if sequential:
+        model = tf.keras.Sequential(layers)
+    else:
+        inputs = tf.keras.Input((4, 4, 2))
+        x = inputs
+        for layer in layers[1:]:
+            x = layer(tf.keras.layers.Flatten()(x) if x is inputs else x)
+        model = tf.keras.Model(inputs, x)
+    model = _randomize(model)
+    rewritten = passes.dense_to_conv(model)
+    types = _types(rewritten)
+    assert "QuantDense" not in types and "BinaryDense" not in types
+    convs = [layer for layer in rewritten.layers if isinstance(layer, lq.layers.QuantConv2D)]
+    assert [c.kernel_size for c in convs] == [(1, 1), (1, 1)]
+    assert {origin(c.name) for c in convs} == {"d1", "d2"}
+    _same_outputs(model, rewritten, (4, 4, 2), atol=1e-5)
+
+
+def test_dense_to_conv_on_sequence_inputs_and_float_dense_untouched():
+    inputs = tf.keras.Input((3, 8))
+    x = kl.BinaryDense(4, name="binary")(inputs)  # (N, 3, 8) -> (N, 3, 4)
+    x = tf.keras.layers.Dense(2, name="float")(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    rewritten = passes.dense_to_conv(model)
+    assert "Dense" in _types(rewritten) and "BinaryDense" not in _types(rewritten)
+    _same_outputs(model, rewritten, (3, 8), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------ 4. activation planes
+
+
+@pytest.mark.parametrize(("bit_w", "bit_a"), [(1, 1), (2, 2), (4, 2)])
+def test_split_activation_planes_exact_with_borders(bit_w, bit_a):
+    inputs = tf.keras.Input((5, 5, 3))
+    x = kl.DorefaConv2D(4, 3, padding="same", bit_w=bit_w, bit_a=bit_a, use_bias=True, name="c")(
+        inputs
+    )
+    model = _randomize(tf.keras.Model(inputs, x))
+    split = passes.split_activation_planes(model)
+    assert _types(split)[1:] == ["ActivationBitPlanes", "QuantConv2D", "CombineBitPlanes"]
+    conv = split.layers[2]
+    assert conv.pad_values == 1.0 and lq.quantizers.serialize(conv.input_quantizer)
+    _same_outputs(model, split, (5, 5, 3), atol=1e-5, low=-0.3, high=1.3)
+
+
+def test_split_activation_planes_shares_the_planes_of_one_input():
+    inputs = tf.keras.Input((4, 4, 3))
+    a = kl.DorefaConv2D(2, 3, bit_w=1, bit_a=2, name="a")(inputs)
+    b = kl.DorefaConv2D(2, 3, bit_w=1, bit_a=2, name="b")(inputs)
+    model = _randomize(tf.keras.Model(inputs, tf.keras.layers.Add()([a, b])))
+    split = passes.split_activation_planes(model)
+    assert _types(split).count("ActivationBitPlanes") == 1
+    _same_outputs(model, split, (4, 4, 3), atol=1e-5, low=0, high=1)
+
+
+# ------------------------------------------------------------------------------ 5. weight planes
+
+
+@pytest.mark.parametrize(
+    ("quantizer", "planes"),
+    [
+        ("ste_sign", 1),
+        ("xnor_weight", 1),
+        ("twn", 2),
+        ("five_level", 3),
+        (lq.quantizers.DoReFa(3, "weights"), 3),
+    ],
+)
+def test_split_weight_planes(quantizer, planes):
+    inputs = tf.keras.Input((5, 5, 8))
+    x = lq.layers.QuantConv2D(
+        6,
+        3,
+        padding="same",
+        pad_values=1.0,
+        input_quantizer="ste_sign",
+        kernel_quantizer=quantizer,
+        use_bias=True,
+        name="conv",
+    )(inputs)
+    model = _randomize(tf.keras.Model(inputs, x))
+    split = passes.split_weight_planes(model)
+    convs = [layer for layer in split.layers if isinstance(layer, lq.layers.QuantConv2D)]
+    assert len(convs) == planes
+    for conv in convs:
+        assert conv.kernel_quantizer is None
+        magnitudes = np.abs(conv.kernel.numpy()).reshape(-1, 6)
+        np.testing.assert_allclose(magnitudes, magnitudes[:1].repeat(len(magnitudes), 0))
+    assert ("Add" in _types(split)) == (planes > 1)
+    _same_outputs(model, split, (5, 5, 8), atol=1e-5)
+
+
+def test_split_weight_planes_leaves_float_inputs():
+    inputs = tf.keras.Input((5, 5, 8))
+    x = kl.TernaryConv2D(4, 3, name="float_in")(inputs)
+    model = tf.keras.Model(inputs, x)
+    assert passes.split_weight_planes(model) is model
+
+
+# ------------------------------------------------------------------------------ 6. BN folding
+
+
+def test_fold_batchnorm_into_planes_and_combine():
+    inputs = tf.keras.Input((5, 5, 8))
+    x = kl.TernaryConv2D(8, 3, padding="same", input_quantizer="ste_sign", name="t")(inputs)
+    x = tf.keras.layers.BatchNormalization(name="bn_t")(x)
+    x = kl.DorefaConv2D(4, 3, padding="same", bit_w=2, bit_a=2, name="d")(x)
+    x = tf.keras.layers.BatchNormalization(name="bn_d")(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    for bn in ("bn_t", "bn_d"):  # negative multipliers must fold too
+        gamma = model.get_layer(bn).gamma
+        gamma.assign(gamma.numpy() * np.where(np.arange(gamma.shape[0]) % 2, -1, 1))
+    planes = passes.split_weight_planes(passes.split_activation_planes(model))
+    folded = passes.fold_batchnorm(planes)
+    assert "BatchNormalization" in _types(planes)
+    assert "BatchNormalization" not in _types(folded)
+    _same_outputs(model, folded, (5, 5, 8), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ 7. fallbacks
+
+
+def test_freeze_float_fallbacks_stores_the_quantized_kernel():
+    inputs = tf.keras.Input((6, 6, 1))
+    x = kl.BinaryConv2D(4, 3, input_quantizer=None, name="first")(inputs)  # float inputs
+    model = _randomize(tf.keras.Model(inputs, x))
+    frozen = passes.freeze_float_fallbacks(model)
+    layer = frozen.get_layer("first")
+    assert layer.kernel_quantizer is None
+    assert set(np.unique(layer.kernel.numpy())) == {-1.0, 1.0}
+    _same_outputs(model, frozen, (6, 6, 1), atol=1e-6)
+
+
+# ------------------------------------------------------------------------------ all passes
+
+
+def test_lower_is_exact_on_a_mixed_model():
+    inputs = tf.keras.Input((8, 8, 3))
+    x = kl.BinaryConv2D(32, 3, padding="same", input_quantizer=None, name="first")(inputs)
+    x = tf.keras.layers.MaxPool2D(2)(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = kl.BinaryConv2D(32, 3, padding="same", kernel_quantizer="xnor_weight", name="xnor")(x)
+    x = ShiftBatchNormalization()(x)
+    x = kl.FiveLevelConv2D(16, 3, padding="same", input_quantizer="ste_sign", name="five")(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = kl.DorefaConv2D(16, 3, padding="same", bit_w=2, bit_a=2, name="dorefa")(x)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.Flatten()(x)
+    x = kl.BinaryDense(10, name="dense")(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    lowered = passes.lower(model)
+    assert not any(getattr(layer, "kernel_quantizer", None) for layer in lowered.layers)
+    assert {origin(layer.name) for layer in lowered.layers} <= {
+        layer.name for layer in model.layers
+    } | {model.input_names[0]}
+    _same_outputs(model, lowered, (8, 8, 3), atol=1e-4, low=0, high=1)
+    assert isinstance(lowered.get_layer("dorefa_kb_bits"), ActivationBitPlanes)
+    assert isinstance(lowered.get_layer("dorefa_kb_combine"), CombineBitPlanes)
+
+
+# ------------------------------------------------------------------------------ 1b. hard tanh
+
+
+def test_drop_hard_tanh_before_sign_only():
+    from kbnn.zoo.blocks import hard_tanh
+
+    inputs = tf.keras.Input((6, 6, 4))
+    x = kl.BinaryConv2D(8, 3, padding="same", name="a")(inputs)
+    x = _bn()(x)
+    x = tf.keras.layers.Activation(hard_tanh, name="htanh_to_sign")(x)
+    x = tf.keras.layers.MaxPool2D(2)(x)
+    x = kl.BinaryConv2D(8, 3, padding="same", name="b")(x)
+    x = _bn()(x)
+    y = tf.keras.layers.Activation(lq.activations.hard_tanh, name="htanh_to_float")(x)
+    y = tf.keras.layers.Flatten()(y)
+    y = tf.keras.layers.Dense(3)(y)
+    model = _randomize(tf.keras.Model(inputs, y))
+    dropped = passes.drop_hard_tanh_before_sign(model)
+    names = {layer.name for layer in dropped.layers}
+    assert "htanh_to_sign" not in names and "htanh_to_float" in names
+    _same_outputs(model, dropped, (6, 6, 4), atol=1e-6)
+    relu = tf.keras.layers.ReLU()
+    assert passes.is_hard_tanh(tf.keras.layers.ReLU(max_value=1.0, negative_slope=0.0)) is False
+    assert passes.is_hard_tanh(relu) is False

@@ -1,0 +1,333 @@
+"""kbnn.quantizers: contract tests over every alias, numpy references, statistics, errors."""
+
+import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn import quantizers as kq
+
+import larq as lq
+import numpy as np
+import pytest
+import tensorflow as tf
+
+ALIASES = sorted(kq.ALIASES)
+KERNEL_SHAPE = (3, 3, 2, 4)
+
+
+def _kernel(seed=0, scale=0.5, shape=KERNEL_SHAPE):
+    return (np.random.default_rng(seed).normal(size=shape) * scale).astype(np.float32)
+
+
+def _forward_and_grad(quantizer, x, upstream=None, **call_kwargs):
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = quantizer(x, **call_kwargs)
+        loss = tf.reduce_sum(y * (1.0 if upstream is None else upstream))
+    return y.numpy(), tape.gradient(loss, x).numpy()
+
+
+def _config(quantizer):
+    return {k: v for k, v in quantizer.get_config().items() if k != "name"}
+
+
+def _clip_mask(x, clip=1.0):
+    return (np.abs(x) <= clip).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Contract: every registered alias
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_alias_resolves_with_precision(alias):
+    quantizer = kq.get(alias)
+    assert isinstance(quantizer, kq.ALIASES[alias])
+    assert isinstance(quantizer, lq.quantizers.Quantizer)
+    assert isinstance(quantizer.precision, int) and 1 <= quantizer.precision <= 32
+    assert lq.quantizers.get(alias).__class__ is quantizer.__class__  # larq layers accept it
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_serialize_round_trip_identical_outputs(alias):
+    quantizer = kq.get(alias)
+    restored = kq.deserialize(kq.serialize(quantizer))
+    assert type(restored) is type(quantizer)
+    assert restored.get_config() == quantizer.get_config()
+    clone = type(quantizer).from_config(quantizer.get_config())
+    w = _kernel()
+    for other in (restored, clone):
+        np.testing.assert_array_equal(other(w, training=False), quantizer(w, training=False))
+
+
+@pytest.mark.parametrize("alias", ALIASES)
+def test_graph_and_xla_match_eager(alias):
+    quantizer = kq.get(alias)
+    w = tf.constant(_kernel(1))
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = quantizer(x, training=False)
+            loss = tf.reduce_sum(y * y)
+        return y, tape.gradient(loss, x)
+
+    eager_y, _ = step(w)
+    for fn in (tf.function(step), tf.function(step, jit_compile=True)):
+        y, grad = fn(w)
+        np.testing.assert_allclose(y, eager_y, atol=1e-6)
+        assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("alias", [a for a in ALIASES if hasattr(kq.ALIASES[a], "integer_levels")])
+def test_integer_levels_contract(alias):
+    quantizer = kq.get(alias)
+    w = _kernel(2)
+    levels, scale = (t.numpy() for t in quantizer.integer_levels(w))
+    np.testing.assert_array_equal(levels, np.round(levels))
+    np.testing.assert_allclose(levels * scale, quantizer(w, training=False), atol=1e-6)
+    assert scale.shape in ((), (KERNEL_SHAPE[-1],))
+    if isinstance(quantizer, kq.DoReFaActivation):
+        assert set(np.unique(levels)) <= set(range(quantizer.n + 1))
+    else:
+        assert set(np.unique(levels)) <= set(quantizer.levels)
+
+
+def test_model_with_every_quantizer_saves_and_loads(tmp_path):
+    """One branch per alias, as input and as kernel quantizer; .keras and .h5, no custom_objects."""
+    inputs = tf.keras.Input((6,))
+    branches = [
+        lq.layers.QuantDense(
+            3,
+            input_quantizer=alias,
+            kernel_quantizer=alias,
+            kernel_constraint="weight_clip",
+            name=f"dense_{alias}",
+        )(inputs)
+        for alias in ALIASES
+    ]
+    model = tf.keras.Model(inputs, tf.keras.layers.Concatenate()(branches))
+    x = np.random.default_rng(0).uniform(-1, 1, size=(5, 6)).astype(np.float32)
+    expected = model(x, training=False).numpy()
+    for ext in ("keras", "h5"):
+        path = tmp_path / f"model.{ext}"
+        model.save(path)
+        loaded = tf.keras.models.load_model(path)
+        np.testing.assert_array_equal(loaded(x, training=False), expected)
+        for alias in ALIASES:
+            layer = loaded.get_layer(f"dense_{alias}")
+            assert type(layer.kernel_quantizer) is kq.ALIASES[alias]
+            assert _config(layer.kernel_quantizer) == _config(kq.get(alias))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formulas against numpy
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ste_sign_is_larqs_with_binarynet_gradient():
+    assert kq.ste_sign is lq.quantizers.ste_sign
+    x = np.array([-1.5, -1.0, -0.2, 0.0, 0.3, 1.0, 2.0], np.float32)
+    y, grad = _forward_and_grad(kq.get("ste_sign"), x)
+    np.testing.assert_array_equal(y, np.where(x >= 0, 1.0, -1.0))  # sign(0) = +1
+    # clipped identity, not the derivative of tanh: exactly 1 inside, 0 outside
+    np.testing.assert_array_equal(grad, _clip_mask(x))
+
+
+def test_stochastic_sign_mean_matches_hard_sigmoid():
+    values = np.array([-1.5, -0.6, -0.2, 0.0, 0.3, 0.8, 1.2], np.float32)
+    samples = 4000
+    x = np.repeat(values[None, :], samples, axis=0)
+    y, grad = _forward_and_grad(kq.StochasticSign(seed=3), x, training=True)
+    assert set(np.unique(y)) <= {-1.0, 1.0}
+    sigma = np.clip((values + 1) / 2, 0, 1)
+    expected = 2 * sigma - 1
+    stderr = np.sqrt(np.maximum(1 - expected**2, 1e-12) / samples)
+    assert np.all(np.abs(y.mean(axis=0) - expected) <= 4 * stderr + 1e-9)
+    np.testing.assert_array_equal(grad, _clip_mask(x))
+
+
+def test_stochastic_sign_inference_is_ste_sign_and_seedable():
+    x = np.random.default_rng(4).normal(size=(8, 16)).astype(np.float32)
+    x[0, 0] = 0.0
+    np.testing.assert_array_equal(
+        kq.StochasticSign()(x, training=False), lq.quantizers.ste_sign(x)
+    )
+    first = kq.StochasticSign(seed=7)(x, training=True).numpy()
+    again = kq.StochasticSign(seed=7)(x, training=True).numpy()
+    other = kq.StochasticSign(seed=8)(x, training=True).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert np.any(first != other)
+
+
+def test_stochastic_sign_follows_training_flag_inside_a_model():
+    layer = lq.layers.QuantDense(
+        4, input_quantizer=kq.StochasticSign(seed=1), kernel_initializer="ones"
+    )
+    model = tf.keras.Sequential([tf.keras.Input((64,)), layer])
+    x = np.zeros((64, 64), np.float32)  # σ(0) = 1/2: a coin flip per input in training
+    inference = model(x, training=False).numpy()
+    np.testing.assert_array_equal(inference, 64.0)  # sign(0) = +1 everywhere
+    training = model(x, training=True).numpy()
+    assert np.abs(training).max() < 64 and np.abs(training.mean()) < 8
+
+
+def test_xnor_weight_matches_numpy():
+    w = _kernel(5)
+    w[0, 0, 0, 0] = 0.0
+    y, grad = _forward_and_grad(kq.XnorWeight(), w)
+    alpha = np.abs(w).mean(axis=(0, 1, 2))
+    np.testing.assert_allclose(y, np.where(w >= 0, 1.0, -1.0) * alpha, rtol=1e-6)
+    np.testing.assert_array_equal(grad, _clip_mask(w))
+
+
+def _numpy_twn(w, factor, per_channel):
+    axes = tuple(range(w.ndim - 1)) if per_channel else None
+    delta = factor * np.abs(w).mean(axis=axes)
+    t = np.where(w > delta, 1.0, np.where(w < -delta, -1.0, 0.0))
+    above = np.abs(w) > delta
+    alpha = (np.abs(w) * above).sum(axis=axes) / above.sum(axis=axes)
+    return alpha * t, t
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+@pytest.mark.parametrize("factor", [0.7, 0.4])
+def test_twn_matches_numpy(per_channel, factor):
+    w = _kernel(6, scale=0.8)
+    quantizer = kq.TernaryWeight(threshold_factor=factor, per_channel=per_channel)
+    y, grad = _forward_and_grad(quantizer, w)
+    expected, t = _numpy_twn(w, factor, per_channel)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+    assert 0 < np.mean(t == 0) < 1
+    np.testing.assert_array_equal(grad, _clip_mask(w))
+
+
+@pytest.mark.parametrize("seed,dist", [(0, "normal"), (1, "uniform"), (2, "laplace")])
+def test_five_level_is_near_least_squares_optimal(seed, dist):
+    rng = np.random.default_rng(seed)
+    w = getattr(rng, dist)(size=(4, 4, 8, 3))
+    w = ((2 * w - 1 if dist == "uniform" else w) * 0.3).astype(np.float32)
+    quantizer = kq.FiveLevelWeight()
+    y, grad = _forward_and_grad(quantizer, w)
+    levels, alpha = (t.numpy() for t in quantizer.integer_levels(w))
+    np.testing.assert_array_equal(grad, _clip_mask(w))
+    for c in range(w.shape[-1]):
+        wc, yc = w[..., c].ravel(), y[..., c].ravel()
+        # brute force over a fine grid of α, each weight at its nearest level (independent)
+        grid = np.linspace(0.005, 2.0, 8000)[:, None] * np.abs(wc).max()
+        best = np.min(np.sum((wc - grid * np.clip(np.round(wc / grid), -2, 2)) ** 2, axis=1))
+        assert np.sum((wc - yc) ** 2) <= best * 1.02
+        lc = levels[..., c].ravel()
+        np.testing.assert_allclose(alpha[c], wc @ lc / (lc @ lc), rtol=1e-5)  # LS α for t
+    assert set(np.unique(levels)) == {-2.0, -1.0, 0.0, 1.0, 2.0}
+
+
+def test_five_level_per_tensor_and_zero_kernel():
+    w = _kernel(7)
+    _, alpha = kq.FiveLevelWeight(per_channel=False).integer_levels(w)
+    assert alpha.shape == ()
+    np.testing.assert_array_equal(kq.FiveLevelWeight()(np.zeros((3, 2), np.float32)), 0.0)
+
+
+def test_dorefa_weight_one_bit_matches_numpy():
+    w = _kernel(8, scale=1.0)
+    y, grad = _forward_and_grad(kq.DoReFaWeight(1), w)
+    np.testing.assert_allclose(y, np.abs(w).mean() * np.where(w >= 0, 1.0, -1.0), rtol=1e-6)
+    np.testing.assert_array_equal(grad, np.ones_like(w))  # plain STE, not clipped
+
+
+@pytest.mark.parametrize("k_bit", [2, 3, 4])
+def test_dorefa_weight_k_bit_matches_numpy(k_bit):
+    w = _kernel(9, scale=0.6)
+    upstream = np.random.default_rng(10).normal(size=w.shape).astype(np.float32)
+    y, grad = _forward_and_grad(kq.DoReFaWeight(k_bit), w, upstream)
+    n = 2**k_bit - 1
+    m = np.abs(np.tanh(w)).max()
+    normed = np.tanh(w) / (2 * m) + 0.5
+    np.testing.assert_allclose(y, 2 * np.round(normed * n) / n - 1, atol=1e-6)
+    # identity at the rounding, chain rule through tanh/(2m), then ×2 (m held constant)
+    np.testing.assert_allclose(grad, upstream * (1 - np.tanh(w) ** 2) / m, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("k_bit", [1, 2, 3])
+def test_dorefa_activation_matches_numpy(k_bit):
+    x = np.linspace(-0.5, 1.5, 41, dtype=np.float32)
+    quantizer = kq.DoReFaActivation(k_bit)
+    y, grad = _forward_and_grad(quantizer, x)
+    n = 2**k_bit - 1
+    np.testing.assert_allclose(y, np.round(np.clip(x, 0, 1) * n) / n, atol=1e-7)
+    np.testing.assert_array_equal(grad, ((x >= 0) & (x <= 1)).astype(np.float32))
+    planes = quantizer.bit_planes(x).numpy()
+    np.testing.assert_allclose((planes * 2.0 ** np.arange(k_bit)).sum(-1) / n, y, atol=1e-6)
+
+
+def test_fixed_point_input_bit_planes_rebuild_the_first_layer():
+    pixels = np.random.default_rng(11).integers(0, 256, size=(2, 5, 5, 1))
+    x = (pixels / 255.0).astype(np.float32)
+    quantizer = kq.FixedPointInput()
+    assert quantizer.bits == quantizer.precision == 8
+    levels, scale = quantizer.integer_levels(x)
+    np.testing.assert_array_equal(levels, pixels)  # n·x is the pixel value itself
+    w_b = np.where(np.random.default_rng(12).normal(size=(3, 3, 1, 2)) >= 0, 1.0, -1.0)
+    w_b = w_b.astype(np.float32)
+    planes = quantizer.bit_planes(x).numpy()
+    # s = Σ_n 2^(n-1) (x^n · w_b) with binary products only, checked against numpy on pixels
+    s = sum(2.0**i * tf.nn.conv2d(planes[..., i], w_b, 1, "VALID").numpy() for i in range(8))
+    ref = np.zeros((2, 3, 3, 2))
+    for i in range(3):
+        for j in range(3):
+            ref[:, i, j] = np.tensordot(pixels[:, i : i + 3, j : j + 3], w_b, axes=3)
+    np.testing.assert_allclose(s, ref, atol=1e-3)
+    np.testing.assert_allclose(quantizer(x), x, atol=1e-6)
+
+
+def test_dorefa_gradient_is_unbiased_on_grid_and_seedable():
+    k_bit = 3
+    n = 2**k_bit - 1
+    dr = np.array([[0.3, -0.1, 0.05, -0.6], [2.0, 1.0, -0.5, 0.25]], np.float32)
+    draws = 3000
+    quantizer = kq.DoReFaGradient(k_bit, seed=5)
+    x = tf.zeros((draws, 2, 4))
+    upstream = np.broadcast_to(dr, (draws, 2, 4)).reshape(draws, 2, 4)
+    y, grad = _forward_and_grad(quantizer, x, upstream)
+    np.testing.assert_array_equal(y, 0.0)  # identity forward
+    # per example (batch axis 0) the grid is 2m(j/n - 1/2), m = max over that example's dr
+    m = np.abs(dr).max()
+    j = (grad / (2 * m) + 0.5) * n
+    np.testing.assert_allclose(j, np.round(j), atol=1e-4)
+    # stochastic rounding is unbiased: E[quantized] = dr
+    stderr = 2 * m / n / 2 / np.sqrt(draws)
+    assert np.all(np.abs(grad.mean(axis=0) - dr) <= 5 * stderr)
+    again = _forward_and_grad(kq.DoReFaGradient(k_bit, seed=5), x, upstream)[1]
+    np.testing.assert_array_equal(grad, again)
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [kq.DoReFaWeight, kq.DoReFaActivation, kq.DoReFaGradient])
+@pytest.mark.parametrize("k_bit", [0, 33, -1, 2.5])
+def test_bad_k_bit(cls, k_bit):
+    with pytest.raises(ValueError, match="k_bit"):
+        cls(k_bit)
+
+
+@pytest.mark.parametrize("factor", [0, -0.5, "0.7"])
+def test_bad_threshold_factor(factor):
+    with pytest.raises(ValueError, match="threshold_factor"):
+        kq.TernaryWeight(threshold_factor=factor)
+
+
+def test_bad_other_arguments():
+    with pytest.raises(ValueError, match="bits"):
+        kq.FixedPointInput(bits=0)
+    with pytest.raises(ValueError, match="clip_value"):
+        kq.XnorWeight(clip_value=-1)
+
+
+def test_unknown_alias_lists_known_ones():
+    with pytest.raises(ValueError, match="Known aliases") as err:
+        kq.get("tern_weight")
+    for alias in ALIASES:
+        assert alias in str(err.value)

@@ -1,0 +1,92 @@
+"""kbnn.zoo.training: optimizers, model/data split for tf.distribute, curves PNG."""
+
+import kbnn.zoo
+from kbnn.zoo import training
+from kbnn.zoo.plots import save_training_curves
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+@pytest.mark.parametrize(
+    "optimizer, bn", [("adam", "batchnorm"), ("shift_adamax", "shift"), ("bop", "batchnorm")]
+)
+def test_every_optimizer_and_bn_trains_a_step(optimizer, bn):
+    model = training.build_model_for_training("binarynet_mnist", optimizer=optimizer, bn=bn,
+                                              decay_steps=10)
+    x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+    y = np.arange(8) % 10
+    kernel = model.get_layer("conv2").kernel
+    before = kernel.numpy().copy()
+    loss, _ = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    if optimizer == "bop":  # Bop flips signs of binary weights; latent values stay ±1-ish
+        assert model.optimizer is not None
+    else:
+        assert not np.array_equal(before, kernel.numpy())
+    assert np.abs(kernel.numpy()).max() <= 1.0  # weight_clip holds
+
+
+def test_cosine_schedule_decays_to_zero():
+    opt = training.make_optimizer("adam", learning_rate=1e-2, decay_steps=100)
+    schedule = tf.keras.optimizers.schedules.deserialize(opt.get_config()["learning_rate"])
+    assert isinstance(schedule, tf.keras.optimizers.schedules.CosineDecay)
+    assert float(schedule(0)) == pytest.approx(1e-2)
+    assert float(schedule(50)) == pytest.approx(5e-3, rel=1e-3)  # (1 + cos(pi/2)) / 2
+    assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        training.make_optimizer("sgd", learning_rate=1e-2, decay_steps=1)
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        training.make_optimizer("adam", learning_rate=0.0, decay_steps=1)
+
+
+def test_model_is_built_under_a_distribution_scope():
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = training.build_model_for_training("binarynet_mnist", decay_steps=5)
+    assert model.optimizer is not None
+    assert all(isinstance(v, tf.Variable) for v in model.weights)
+
+
+def test_datasets_use_the_global_batch_size(mnist_available):
+    train, val, steps = training.make_datasets(64, validation_size=1000)
+    assert steps == -(-59_000 // 64)
+    images, labels = next(iter(train))
+    assert images.shape == (64, 28, 28, 1) and images.dtype == tf.float32
+    assert float(tf.reduce_max(images)) <= 1.0 and labels.shape == (64,)
+    assert sum(int(b[1].shape[0]) for b in val) == 1000
+    with pytest.raises(ValueError, match="validation_size"):
+        training.make_datasets(64, validation_size=60_000)
+    with pytest.raises(ValueError, match="batch_size"):
+        training.make_datasets(0)
+
+
+def test_training_curves_png(tmp_path):
+    history = {"loss": [1.0, 0.5, 0.2], "accuracy": [0.5, 0.8, 0.9],
+               "val_loss": [1.1, 0.6, 0.3], "val_accuracy": [0.4, 0.7, 0.85]}
+    path = save_training_curves(history, tmp_path / "curves.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # no temp file left
+    with pytest.raises(ValueError, match="no 'loss'"):
+        save_training_curves({}, tmp_path / "x.png")
+
+
+def test_train_refuses_non_mnist_models(tmp_path):
+    with pytest.raises(ValueError, match="MNIST models only"):
+        kbnn.zoo.train("quicknet", output=tmp_path)
+
+
+def test_best_checkpoint_saves_only_improvements_atomically(tmp_path):
+    model = kbnn.zoo.get("binarynet_mnist")
+    callback = training.BestCheckpoint(tmp_path / "model.keras", "val_accuracy")
+    callback.set_model(model)
+    callback.on_epoch_end(0, {"val_accuracy": 0.5})
+    first = (tmp_path / "model.keras").stat().st_mtime_ns
+    callback.on_epoch_end(1, {"val_accuracy": 0.4})  # worse: not saved
+    assert (tmp_path / "model.keras").stat().st_mtime_ns == first
+    callback.on_epoch_end(2, {"val_accuracy": 0.6})
+    assert callback.best == 0.6
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no partial file left
+    loaded = tf.keras.models.load_model(tmp_path / "model.keras")
+    assert loaded.count_params() == model.count_params()

@@ -1,0 +1,36 @@
+"""kbnn.zoo: binarized and low-bit model definitions, training recipes, pretrained weights.
+
+    import kbnn.zoo
+    model = kbnn.zoo.get("binarynet_mnist", weights="pretrained")  # compiled, offline
+    kbnn.zoo.list_models(); kbnn.zoo.info("binarynet_mnist")
+
+Source lives in the repository's `zoo/` folder, installed as `kbnn.zoo`.
+"""
+
+from __future__ import annotations
+
+import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn.zoo.api import available_weights, get, info
+from kbnn.zoo.registry import ModelSpec, Recipe, list_models, spec
+from kbnn.zoo.weights import WeightsDownloadError, WeightsIntegrityError
+
+
+def train(name, **kwargs):
+    """Train zoo model `name` with its recipe; see `kbnn.zoo.training.train`."""
+    from kbnn.zoo.training import train as _train
+
+    return _train(name, **kwargs)
+
+
+__all__ = [
+    "ModelSpec",
+    "Recipe",
+    "WeightsDownloadError",
+    "WeightsIntegrityError",
+    "available_weights",
+    "get",
+    "info",
+    "list_models",
+    "spec",
+    "train",
+]

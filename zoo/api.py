@@ -1,0 +1,146 @@
+"""`get` and `info`: build a zoo model (optionally with weights) and describe it."""
+
+from __future__ import annotations
+
+import os
+
+import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn.errors import ModelLoadError, UsageError
+from kbnn.zoo import cards, registry
+from kbnn.zoo import weights as weight_files
+
+PRETRAINED = "pretrained"
+
+
+def get(name, *, weights=None, input_shape=None, num_classes=None, include_top=True,
+        bn="batchnorm", compile=True):
+    """Build zoo model `name` as a `tf.keras.Model`, like `keras.applications`.
+
+    Arguments:
+        name: a name from `list_models()`.
+        weights: None (random initialisation), `"pretrained"` (the shipped package data for
+            the MNIST models, else downloaded into the cache and sha256-checked), or the path
+            of a weights file (kbnn `.npz`, Keras `.h5`, `.keras`).
+        input_shape: default the model's (e.g. (28, 28, 1), (224, 224, 3)).
+        num_classes: default the model's; pretrained weights need the default with the top.
+        include_top: keep the classifier; without it the model ends in its feature layer.
+        bn: "batchnorm" (float BN) or "shift" (shift-based BN, BinaryNet Alg. 3); pretrained
+            weights are for "batchnorm".
+        compile: compile with sparse categorical cross-entropy, accuracy and Adam.
+    """
+    entry = registry.spec(name)
+    if include_top not in (True, False):
+        raise ValueError(f"include_top must be True or False, got {include_top!r}")
+    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    if input_shape is not None:
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
+            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    if weights == PRETRAINED:
+        _check_pretrained_compatible(entry, input_shape, num_classes, include_top, bn)
+    elif weights is not None and not isinstance(weights, str | os.PathLike):
+        raise ValueError(f"weights must be None, 'pretrained' or a file path, got {weights!r}")
+
+    model = entry.builder(
+        input_shape=input_shape or entry.input_shape,
+        num_classes=num_classes or entry.num_classes,
+        include_top=include_top,
+        bn=bn,
+    )
+    if weights == PRETRAINED:
+        _load_pretrained(entry, model, include_top)
+    elif weights is not None:
+        weight_files.load_weights_file(model, weights)
+    if compile:
+        from kbnn.zoo.training import compile_model
+
+        compile_model(model)
+    return model
+
+
+def _check_pretrained_compatible(entry, input_shape, num_classes, include_top, bn):
+    if not available_weights(entry.name):
+        known = [n for n in registry.list_models() if available_weights(n)]
+        raise UsageError(
+            f"no pretrained weights for {entry.name!r}; models with weights: {', '.join(known)}"
+        )
+    if bn != "batchnorm":
+        raise UsageError(f"pretrained weights of {entry.name!r} are for bn='batchnorm', not {bn!r}")
+    if include_top and num_classes not in (None, entry.num_classes):
+        raise UsageError(
+            f"pretrained {entry.name!r} has num_classes={entry.num_classes}; pass "
+            "include_top=False to use other classes"
+        )
+    if input_shape not in (None, entry.input_shape) and entry.dataset == "mnist":
+        raise UsageError(f"pretrained {entry.name!r} needs input_shape={entry.input_shape}")
+
+
+def available_weights(name: str) -> str | None:
+    """"package" (shipped), "url" (downloaded on demand) or None."""
+    if cards.packaged_weights(name) is not None:
+        return "package"
+    entry = registry.spec(name)
+    if entry.weights_url and entry.weights_sha256:
+        return "url"
+    return None
+
+
+def _load_pretrained(entry, model, include_top):
+    path = cards.packaged_weights(entry.name)
+    if path is not None:
+        sha256 = cards.read_card(entry.name)["sha256"]
+    else:
+        sha256 = entry.weights_sha256
+        path = weight_files.fetch(entry.weights_url, sha256)
+    try:
+        weight_files.load_compact(model, path, sha256=sha256, allow_unused=not include_top)
+    except weight_files.WeightsIntegrityError:
+        raise
+    except ModelLoadError as err:
+        raise ModelLoadError(f"pretrained weights of {entry.name!r}: {err}") from err
+
+
+def count_params(model) -> dict:
+    """Total, trainable and binary (1-bit kernel) parameter counts."""
+    import numpy as np
+
+    total = int(sum(np.prod(w.shape) for w in model.weights))
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+    binary = 0
+    for layer in model.layers:
+        quantizer = getattr(layer, "kernel_quantizer", None)
+        if quantizer is not None and getattr(quantizer, "precision", None) == 1:
+            binary += int(np.prod(layer.kernel.shape))
+    return {"total": total, "trainable": trainable, "binary": binary}
+
+
+def info(name: str, *, params: bool = True) -> dict:
+    """What the zoo knows about `name`: paper, bits, expected accuracy, weights and, for
+    shipped weights, the model card (measured accuracy, sha256, training command, date)."""
+    entry = registry.spec(name)
+    result = {
+        "name": entry.name,
+        "paper": entry.paper,
+        "dataset": entry.dataset,
+        "input_shape": list(entry.input_shape),
+        "num_classes": entry.num_classes,
+        "bits": entry.bits,
+        "expected_accuracy": entry.expected_accuracy,
+        "expected_source": entry.expected_source,
+        "weights": available_weights(name),
+        "doc": (entry.builder.__doc__ or "").strip().split("\n\n")[0],
+    }
+    if entry.recipe is not None:
+        recipe = entry.recipe
+        result["recipe"] = {"epochs": recipe.epochs, "batch_size": recipe.batch_size,
+                            "optimizer": recipe.optimizer, "learning_rate": recipe.learning_rate}
+    if entry.weights_url:
+        result["weights_url"] = entry.weights_url
+        result["sha256"] = entry.weights_sha256
+    if params:
+        result["params"] = count_params(get(name, compile=False))
+    card = cards.read_card(name)
+    if card:
+        result["card"] = card
+    return result

@@ -1,0 +1,64 @@
+"""Model cards: what was measured for shipped weights (`zoo/cards/<name>.json`).
+
+A card records the weights file and its sha256, the measured accuracy on the full MNIST test
+split, the exact command that trained the weights, and the date. `write_card` is used by the
+export step (`kbnn zoo export`), `read_card` by `kbnn.zoo.info` and `get(weights="pretrained")`.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from importlib import resources
+
+CARD_FIELDS = (
+    "name",
+    "weights_file",
+    "sha256",
+    "size_bytes",
+    "measured_accuracy",
+    "evaluated_on",
+    "training_command",
+    "training_epochs",
+    "training_seconds",
+    "trained_on",
+    "date",
+)
+
+
+def package_dir(kind: str) -> pathlib.Path:
+    """The folder of package data `kind` ("cards" or "weights") inside kbnn.zoo."""
+    return pathlib.Path(str(resources.files("kbnn.zoo").joinpath(kind)))
+
+
+def read_card(name: str) -> dict | None:
+    """The card of `name`, or None if the zoo ships no weights for it."""
+    path = resources.files("kbnn.zoo").joinpath("cards", f"{name}.json")
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_card(card: dict, folder=None) -> pathlib.Path:
+    """Write `card` as `<folder>/<name>.json` (temp file + rename); unknown keys are refused."""
+    from kbnn.zoo.weights import _atomic_write
+
+    unknown = set(card) - set(CARD_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown model card fields {sorted(unknown)}; known: {CARD_FIELDS}")
+    if "name" not in card:
+        raise ValueError("a model card needs a 'name'")
+    folder = pathlib.Path(folder) if folder else package_dir("cards")
+    path = folder / f"{card['name']}.json"
+    ordered = {key: card[key] for key in CARD_FIELDS if key in card}
+    _atomic_write(path, (json.dumps(ordered, indent=2) + "\n").encode())
+    return path
+
+
+def packaged_weights(name: str) -> pathlib.Path | None:
+    """Path of the weights file shipped for `name` (from its card), or None."""
+    card = read_card(name)
+    if not card or not card.get("weights_file"):
+        return None
+    path = package_dir("weights") / card["weights_file"]
+    return path if path.is_file() else None
