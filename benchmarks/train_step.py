@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                       # batch 100, 15 rounds of 5 steps
     python benchmarks/train_step.py --rounds 30 --jit     # XLA-compiled train steps
     python benchmarks/train_step.py --quantizers          # each kernel quantizer alone
+    python benchmarks/train_step.py --fit-quality         # five-level fit vs exact optimum
 
 Every model is the seed TensorLayer topology (conv 5×5×32 → pool → BN → act → conv 5×5×64 →
 pool → BN → act → dense 256 → BN → act → dense 10 → BN → softmax) and differs only in its
@@ -174,6 +175,62 @@ def quantizer_cost(rounds: int, jit: bool, shape=(3136, 256)):
         print(f"| {label} | {median:.1f} | {q1:.1f}–{q3:.1f} |")
 
 
+def _exact_fit_error(w, max_level=2):
+    """Exact min ‖w − α·t‖² by enumerating every breakpoint assignment (numpy, float64)."""
+    a = np.abs(w)
+    candidates = np.concatenate([2 * a / (2 * j - 1) for j in range(1, max_level + 1)])
+    best = (a.sum() ** 2) / a.size  # α → 0: everything at the top level
+    for chunk in np.array_split(candidates, max(1, candidates.size // 512)):
+        t = np.clip(np.round(a[None, :] / chunk[:, None]), 0, max_level)
+        dot, norm = (a * t).sum(1), (t * t).sum(1)
+        best = max(best, np.max(np.where(norm > 0, dot**2 / np.maximum(norm, 1e-300), 0)))
+    return (a**2).sum() - best
+
+
+def _lloyd_fit_error(w, max_level=2, steps=8):
+    """Plain alternating assignment/α steps from α = E|w|."""
+    alpha = np.abs(w).mean()
+    for _ in range(steps):
+        t = np.clip(np.round(w / alpha), -max_level, max_level)
+        alpha = w @ t / (t @ t)
+    t = np.clip(np.round(w / alpha), -max_level, max_level)
+    return ((w - alpha * t) ** 2).sum()
+
+
+def fit_quality(kernels: int = 500):
+    """Five-level fit error of kbnn and of plain Lloyd, relative to the exact optimum."""
+    sizes = [9, 25, 72, 150, 288, 800, 3136]
+    kinds = ["normal", "uniform", "laplace", "clipped", "bimodal"]
+    ratios = {"kbnn": [], "lloyd": []}
+    worst = {}
+    for trial in range(kernels):
+        rng = np.random.default_rng(trial)
+        n, kind = int(rng.choice(sizes)), str(rng.choice(kinds))
+        if kind == "clipped":  # latent weights under weight_clip: mass at ±1
+            w = np.clip(rng.normal(size=n) * rng.uniform(0.5, 3), -1, 1)
+        elif kind == "bimodal":
+            w = rng.choice([-1, 1], size=n) * rng.uniform(0.3, 1, size=n)
+        elif kind == "uniform":
+            w = rng.uniform(-1, 1, size=n)
+        else:
+            w = getattr(rng, kind)(size=n)
+        w = w.astype(np.float32)
+        exact = _exact_fit_error(w.astype(np.float64)) + 1e-9
+        levels, scale = kq.FiveLevelWeight().integer_levels(w[:, None])
+        kbnn_error = ((w - scale.numpy()[0] * levels.numpy()[:, 0]) ** 2).sum() + 1e-9
+        for name, error in (("kbnn", kbnn_error), ("lloyd", _lloyd_fit_error(w.astype(np.float64)) + 1e-9)):
+            ratios[name].append(error / exact)
+            if error / exact >= worst.get(name, (0,))[0]:
+                worst[name] = (error / exact, n, kind)
+    print(f"five-level fit error / exact optimum, {kernels} kernels of {sizes} weights, {kinds}")
+    print("| method | median | 90th pct | 99th pct | worst |")
+    print("|---|---:|---:|---:|---|")
+    for name, values in ratios.items():
+        p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        ratio, n, kind = worst[name]
+        print(f"| {name} | {p50:.4f} | {p90:.4f} | {p99:.4f} | {ratio:.4f} ({n} weights, {kind}) |")
+
+
 def _train_step_ops(model, x, y) -> int:
     """Ops in the traced training step (load-independent: equal graphs cost the same)."""
     step = tf.function(model.train_step)
@@ -192,7 +249,12 @@ def main(argv=None):
     parser.add_argument("--only", nargs="*", default=None, help="subset of model names")
     parser.add_argument("--quantizers", action="store_true",
                         help="time each kernel quantizer alone on the 3136×256 dense kernel")
+    parser.add_argument("--fit-quality", action="store_true",
+                        help="five-level fit error vs the exact least-squares optimum")
     args = parser.parse_args(argv)
+    if args.fit_quality:
+        fit_quality()
+        return
     if args.quantizers:
         quantizer_cost(args.rounds, args.jit)
         return

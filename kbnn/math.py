@@ -143,18 +143,19 @@ def fit_symmetric_levels(
     (thresholds (j − ½)α on |x|). For fixed t the error is a parabola in α, minimal at
     α = ⟨x, t⟩/⟨t, t⟩ with value ‖x‖² − ⟨x, t⟩²/⟨t, t⟩. So the best α maximises
     S(α) = ⟨|x|, t(α)⟩²/⟨t(α), t(α)⟩, which is piecewise constant with many local optima:
-    alternating the two steps (Lloyd) from α₀ = E|x| alone ends up to 8.6× above the optimal
-    error on clipped latent weights (measured). kbnn therefore:
+    alternating the two steps (Lloyd) from α₀ = E|x| alone ends up to 13× above the optimal
+    error on clipped latent weights (`python benchmarks/train_step.py --fit-quality`). kbnn therefore:
     1. scores S on a grid of `candidates` values α_g = 2·max|x|·g/candidates, on a strided
        sample of at most `sample` weights per channel (all of them for small kernels), and
     2. polishes the best α_g with `refine_steps` alternating steps on all weights.
     Static shapes and only elementwise ops and reductions, so it is cheap and compiles with
-    XLA (an exact solution needs sorted magnitudes: tf.sort and searchsorted cost ~50× a TWN
+    XLA (an exact solution needs sorted magnitudes: tf.sort and searchsorted cost ~100× a TWN
     quantizer step on CPU, and XLA lowers searchsorted to an n×m comparison matrix).
     Measured gap to the exact optimum (enumeration of all 2n + 1 breakpoints, float64), L = 2,
     500 random kernels of 9–3,136 weights (normal, uniform, Laplace, clipped, bimodal):
     median 0.0 %, 90th percentile 0.45 %, 99th 2.5 %, worst 9 % (a 150-weight Laplace kernel,
-    sampled with stride 2). Cost on CPU, 3136×256 kernel: ≈ 2.3× a TWN quantizer step.
+    sampled with stride 2) — `python benchmarks/train_step.py --fit-quality`. Cost on CPU for a
+    3136×256 kernel: 2–3.5× a TWN quantizer call (`... --quantizers`).
 
     Forward only (no gradient rule attached).
     """
