@@ -38,10 +38,6 @@ class HardTanh(tf.keras.layers.Activation):
         return config
 
 
-def hard_tanh_layer(name: str) -> tf.keras.layers.Layer:
-    return HardTanh(name=name)
-
-
 def batch_norm(bn: str, name: str, **kwargs) -> tf.keras.layers.Layer:
     """Float batch normalisation (`"batchnorm"`) or shift-based BN (`"shift"`, BinaryNet
     Algorithm 3), momentum 0.9 and epsilon 1e-4 unless given."""
