@@ -22,7 +22,7 @@ import larq as lq
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["LevelFlipRatio", "UniqueKernels", "UniqueKernelsReport", "enable_flip_ratio", "iter_layers",
+__all__ = ["UniqueKernels", "UniqueKernelsReport", "enable_flip_ratio", "iter_layers",
            "quantized_kernel", "quantized_values", "unique_kernels"]
 
 log = logging.getLogger(__name__)
@@ -326,29 +326,6 @@ def unique_kernels(model, *, max_bits: int = 1) -> UniqueKernelsReport:
     return UniqueKernelsReport(model=model.name, layers=layers)
 
 
-class LevelFlipRatio(lq.metrics.FlipRatio):
-    """larq's FlipRatio over a kernel's integer levels instead of its scaled values.
-
-    FlipRatio compares the quantizer's outputs cast to `values_dtype` (int8 by default), which
-    is right for ±1 kernels but not for scaled ones: TWN's α·t or XNOR's ±α with |α| < 1 all
-    cast to 0 and never "flip". This metric ignores the values it is given and reads the levels
-    of the layer's latent kernel (`quantizer.integer_levels(latent)[0]`) in the same step.
-    """
-
-    def __init__(self, kernel, quantizer, name="flip_ratio", dtype=None):
-        super().__init__(values_dtype="int32", name=name, dtype=dtype)
-
-        # A closure, not attributes: Keras would track the kernel as one of the metric's
-        # variables (and reset it with the metric).
-        def levels():
-            return quantizer.integer_levels(tf.convert_to_tensor(kernel))[0]
-
-        self._levels = levels
-
-    def update_state(self, values, sample_weight=None):
-        return super().update_state(self._levels(), sample_weight)
-
-
 def enable_flip_ratio(model) -> list[str]:
     """Attach larq's `FlipRatio` metric to every quantized kernel of `model`; call before `fit`.
 
@@ -356,8 +333,8 @@ def enable_flip_ratio(model) -> list[str]:
     from a file). During `fit` each step compares the quantized kernel with the previous step's
     and the history gains one `flip_ratio/<layer>` entry per kernel: the mean fraction of
     weights that flipped per step over the epoch (the first step of each epoch has no previous
-    step to compare with). Kernels with `integer_levels` (TWN, XNOR, five-level, DoReFa) are
-    compared by level (`LevelFlipRatio`), others by value. Kernels whose quantizer is not a
+    step to compare with). Kernels with `integer_levels` (TWN, XNOR, five-level, DoReFa) feed
+    the metric their levels (`kbnn.quantizers`), others their values. Kernels whose quantizer is not a
     larq metric-aware quantizer are skipped with a log message.
 
     Returns:
@@ -376,10 +353,9 @@ def enable_flip_ratio(model) -> list[str]:
             continue
         if not hasattr(quantizer, "flip_ratio"):
             name = f"flip_ratio/{layer.name}"
-            if hasattr(quantizer, "integer_levels"):
-                metric = LevelFlipRatio(layer.kernel.latent_variable, quantizer, name=name)
-            else:
-                metric = lq.metrics.FlipRatio(name=name)
+            # int32, not larq's default int8: tf.distribute cannot broadcast int8 variables
+            # (CollectiveBcastRecv) when a multi-worker strategy creates them.
+            metric = lq.metrics.FlipRatio(values_dtype="int32", name=name)
             metric.build(layer.kernel.shape)
             quantizer.flip_ratio = metric
         names.append(quantizer.flip_ratio.name)

@@ -18,6 +18,8 @@ convolution implements on every target; other inputs are zero-padded.
 available here too, so a model needs only `kbnn.layers`.
 """
 
+import threading
+
 from kbnn import quantizers
 from kbnn.math import check_bits
 
@@ -89,13 +91,56 @@ def _default_pad_value(input_quantizer, pad_values):
     return 1.0 if _outputs_plus_minus_one(input_quantizer) else 0.0
 
 
+class ReplicaSafePadding:
+    """Mixin for larq convolutions: keeps larq's temporary `padding = "valid"` per thread.
+
+    With `pad_values != 0` larq pads the input itself and calls Keras' convolution inside
+    `larq.utils.patch_object(self, "padding", "valid")`: a plain attribute swap, seen by every
+    thread and not restored on an exception. `MirroredStrategy` runs each replica in its own
+    thread and switches threads at every cross-replica call (`merge_call`) — and a quantizer's
+    metric (larq's `FlipRatio`) makes one inside that window. The other replica then reads or
+    restores the wrong padding (measured: "Shapes are [?,14,14,64] and [?,18,18,64]" when
+    training `binarynet_mnist` with flip ratio on 2 replicas). Here the first assignment (the
+    constructor's) is the layer's padding; later assignments — larq's patch — hold only for the
+    thread that makes them, until its `build`/`call` returns.
+    """
+
+    @property
+    def padding(self):
+        patched = getattr(self.__dict__.get("_padding_patch"), "value", None)
+        return self.__dict__["_padding"] if patched is None else patched
+
+    @padding.setter
+    def padding(self, value):
+        if "_padding" not in self.__dict__:
+            self.__dict__["_padding"] = value
+            self.__dict__["_padding_patch"] = threading.local()
+        else:
+            self.__dict__["_padding_patch"].value = value
+
+    def _clear_padding_patch(self):
+        self.__dict__["_padding_patch"].value = None
+
+    def build(self, input_shape):
+        try:
+            super().build(input_shape)
+        finally:
+            self._clear_padding_patch()
+
+    def call(self, inputs):
+        try:
+            return super().call(inputs)
+        finally:
+            self._clear_padding_patch()
+
+
 # --------------------------------------------------------------------------------------------
 # Binary
 # --------------------------------------------------------------------------------------------
 
 
 @_register
-class BinaryConv2D(QuantConv2D):
+class BinaryConv2D(ReplicaSafePadding, QuantConv2D):
     r"""Binary convolution (BinaryNet, Courbariaux, Hubara et al. 2016): sign(x) ⊛ sign(W).
 
     Latent weights are clipped to [−1, 1]. For a first layer with real-valued inputs pass
@@ -207,7 +252,7 @@ class BinaryDense(QuantDense):
 # --------------------------------------------------------------------------------------------
 
 
-class _WeightQuantConv2D(QuantConv2D):
+class _WeightQuantConv2D(ReplicaSafePadding, QuantConv2D):
     """QuantConv2D with a default kernel quantizer, float inputs and weight clipping."""
 
     default_kernel_quantizer = None
@@ -320,7 +365,7 @@ def _dorefa_config(layer, config):
 
 
 @_register
-class DorefaConv2D(QuantConv2D):
+class DorefaConv2D(ReplicaSafePadding, QuantConv2D):
     """DoReFa-Net convolution (Zhou et al. 2016): quantize_a(x) ⊛ quantize_w(W).
 
     # Arguments

@@ -66,12 +66,23 @@ def channel_reduce_axes(x: tf.Tensor, per_channel: bool = True) -> list[int]:
     return list(range(rank - 1)) if per_channel and rank > 1 else list(range(rank))
 
 
+def _accumulation_dtype(dtype: tf.DType) -> tf.DType:
+    """float32 for 16-bit floats, else `dtype`.
+
+    Reductions run in it: in float16 a sum or an element count above 65504 is inf (a mean over
+    100,000 weights is NaN, over 70,000 it is 0), and bfloat16 sums lose all precision (8-bit
+    mantissa). Results are cast back to the input dtype."""
+    return tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+
+
 def mean_abs(x: tf.Tensor, per_channel: bool = True) -> tf.Tensor:
     """E|x| per output channel (shape (C_out,)) or over the whole tensor (scalar).
 
-    This is XNOR-Net's optimal binary scale α* = ‖W‖₁/n (Rastegari et al. 2016, eq. 4)."""
+    This is XNOR-Net's optimal binary scale α* = ‖W‖₁/n (Rastegari et al. 2016, eq. 4).
+    Accumulated in float32 for 16-bit inputs, returned in the input dtype."""
     x = tf.convert_to_tensor(x)
-    return tf.reduce_mean(tf.abs(x), axis=channel_reduce_axes(x, per_channel))
+    wide = tf.cast(x, _accumulation_dtype(x.dtype))
+    return tf.cast(tf.reduce_mean(tf.abs(wide), axis=channel_reduce_axes(x, per_channel)), x.dtype)
 
 
 def quantize_k(x: tf.Tensor, k_bit: int) -> tf.Tensor:
@@ -118,13 +129,17 @@ def least_squares_scale(x: tf.Tensor, levels: tf.Tensor, per_channel: bool = Tru
     r"""α* = ⟨x, T⟩ / ⟨T, T⟩, the scale minimising ‖x − α·T‖² for fixed integer levels T.
 
     Zero where T is all zero (no NaN). For T = sign(x) this is E|x| (XNOR-Net); for TWN's ternary
-    T it is the mean of |x| over the non-zero positions."""
+    T it is the mean of |x| over the non-zero positions. Accumulated in float32 for 16-bit
+    inputs, returned in the input dtype."""
     x = tf.convert_to_tensor(x)
-    levels = tf.convert_to_tensor(levels, x.dtype)
+    dtype = x.dtype
+    x = tf.cast(x, _accumulation_dtype(dtype))
+    levels = tf.cast(levels, x.dtype)
     axes = channel_reduce_axes(x, per_channel)
-    return tf.math.divide_no_nan(
+    scale = tf.math.divide_no_nan(
         tf.reduce_sum(x * levels, axis=axes), tf.reduce_sum(levels * levels, axis=axes)
     )
+    return tf.cast(scale, dtype)
 
 
 def fit_symmetric_levels(
@@ -157,9 +172,12 @@ def fit_symmetric_levels(
     sampled with stride 2) — `python benchmarks/train_step.py --fit-quality`. Cost on CPU for a
     3136×256 kernel: 2–3.5× a TWN quantizer call (`... --quantizers`).
 
-    Forward only (no gradient rule attached).
+    Forward only (no gradient rule attached). 16-bit inputs are fitted in float32 and the
+    results cast back.
     """
     x = tf.convert_to_tensor(x)
+    dtype = x.dtype
+    x = tf.cast(x, _accumulation_dtype(dtype))
     per_channel = per_channel and len(x.shape) > 1
     columns = tf.reshape(x, (-1, x.shape[-1]) if per_channel else (-1, 1))
     magnitudes = tf.abs(columns)  # (n, C)
@@ -179,7 +197,7 @@ def fit_symmetric_levels(
         levels = tf.clip_by_value(tf.round(tf.math.divide_no_nan(x, scale)), -max_level,
                                   max_level)
         scale = least_squares_scale(x, levels, per_channel)
-    return levels, scale
+    return tf.cast(levels, dtype), tf.cast(scale, dtype)
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ class ShiftBatchNormalization(tf.keras.layers.Layer):
         epsilon: added to the variance before the inverse square root.
         center: learn the offset `β`; `False` uses `β = 0`.
         scale: learn the scale `γ`; `False` uses `γ = 1`.
+        synchronized: under a `tf.distribute` strategy with more than one replica, compute the
+            batch statistics over the global batch (as Keras' `BatchNormalization(
+            synchronized=True)`): one all-reduce (SUM) of the per-replica [Σx, count] for μ, a
+            second one of Σ C·AP2(C) for σ². With one replica, or outside a replica context,
+            exactly the unsynchronized computation. Inference is unaffected.
     """
 
     def __init__(
@@ -61,6 +66,7 @@ class ShiftBatchNormalization(tf.keras.layers.Layer):
         gamma_regularizer=None,
         beta_constraint=None,
         gamma_constraint=None,
+        synchronized: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,6 +91,7 @@ class ShiftBatchNormalization(tf.keras.layers.Layer):
         self.gamma_regularizer = tf.keras.regularizers.get(gamma_regularizer)
         self.beta_constraint = tf.keras.constraints.get(beta_constraint)
         self.gamma_constraint = tf.keras.constraints.get(gamma_constraint)
+        self.synchronized = bool(synchronized)
         self.supports_masking = True
 
     # -- building -------------------------------------------------------------------------------
@@ -185,11 +192,32 @@ class ShiftBatchNormalization(tf.keras.layers.Layer):
         beta = tf.cast(self.beta, dtype) if self.center else None
         return gamma, beta
 
+    def _batch_statistics(self, x):
+        """(μ, C = x − μ, σ² = mean(C·AP2(C))) over this replica's batch, or over the global
+        batch when `synchronized` and running in a replica context with several replicas."""
+        axes = self._reduction_axes
+        replica = tf.distribute.get_replica_context() if self.synchronized else None
+        if replica is None or replica.num_replicas_in_sync == 1:
+            mean = tf.reduce_mean(x, axis=axes, keepdims=True)
+            centred = x - mean
+            return mean, centred, tf.reduce_mean(centred * ap2(centred), axis=axes, keepdims=True)
+
+        # Global sums: [Σx per channel, local count] in one all-reduce, then Σ C·AP2(C), which
+        # needs the global μ first (AP2 is not linear, so no E[x²] − E[x]² shortcut). The
+        # all-reduce's gradient is the all-reduce of the gradients, so backward is global too.
+        sum_op = tf.distribute.ReduceOp.SUM
+        channels = self._broadcast_shape[self._channel_axis]
+        count = tf.cast(tf.size(x) // channels, x.dtype)
+        totals = replica.all_reduce(sum_op, tf.concat([tf.reduce_sum(x, axis=axes), [count]], 0))
+        count = totals[-1]
+        mean = tf.reshape(totals[:-1] / count, self._broadcast_shape)
+        centred = x - mean
+        variance = replica.all_reduce(sum_op, tf.reduce_sum(centred * ap2(centred), axis=axes))
+        return mean, centred, tf.reshape(variance / count, self._broadcast_shape)
+
     def _train_forward(self, x):
         gamma, beta = self._scale_and_offset(x.dtype)
-        mean = tf.reduce_mean(x, axis=self._reduction_axes, keepdims=True)
-        centred = x - mean
-        variance = tf.reduce_mean(centred * ap2(centred), axis=self._reduction_axes, keepdims=True)
+        mean, centred, variance = self._batch_statistics(x)
         inv_std = tf.math.rsqrt(variance + self.epsilon)
         y = centred * ap2(inv_std)
         if gamma is not None:
@@ -259,6 +287,7 @@ class ShiftBatchNormalization(tf.keras.layers.Layer):
             "gamma_regularizer": tf.keras.regularizers.serialize(self.gamma_regularizer),
             "beta_constraint": tf.keras.constraints.serialize(self.beta_constraint),
             "gamma_constraint": tf.keras.constraints.serialize(self.gamma_constraint),
+            "synchronized": self.synchronized,
         }
         return {**super().get_config(), **config}
 

@@ -155,7 +155,8 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
             raise FileNotFoundError(f"training log {str(path)!r} does not exist")
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
-        history = {key: [float(row[key]) if row[key] not in ("", None) else math.nan
+        # CSVLogger writes "NA" for a metric missing from an epoch's logs
+        history = {key: [float(row[key]) if row[key] not in ("", "NA", None) else math.nan
                          for row in rows] for key in (rows[0] if rows else {})}
         history.pop("epoch", None)
     else:
@@ -163,8 +164,11 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
             "history_or_csv must be a keras History, a dict of metric lists or a CSV path "
             f"(tf.keras.callbacks.CSVLogger), got {type(history_or_csv).__name__}"
         )
+    # Skipped: all-NaN columns (CSVLogger's "NA" val_ columns of a run without validation) and
+    # val_flip_ratio (kernels do not change while evaluating: always 0).
     curves = {key: [float(v) for v in values] for key, values in history.items()
-              if np.ndim(values) == 1 and len(values) > 0}
+              if np.ndim(values) == 1 and len(values) > 0 and not key.startswith("val_flip_ratio")
+              and not np.all(np.isnan(np.asarray(values, dtype=float)))}
     if not curves:
         raise ValueError("history_or_csv holds no metric values to plot")
     return curves

@@ -28,6 +28,7 @@ with `q(w) = levels · scale`, integer-valued `levels` and a per-output-channel 
 `scale`, and a class attribute `levels`; converters use these to lower layers to binary planes.
 """
 
+import inspect
 import numbers
 
 from kbnn import math as kmath
@@ -120,6 +121,20 @@ def _resolve_training(training):
     return tf.keras.backend.learning_phase() if training is None else training
 
 
+def _do_not_convert(method):
+    """`tf.autograph.experimental.do_not_convert` for a layer's `call`, signature kept.
+
+    The quantizers' `call`s are plain graph code (no Python control flow on tensors), so
+    AutoGraph has nothing to convert, and trying to warns ("AutoGraph could not transform ...")
+    wherever it cannot read their source: .pyc-only installs, or a module edited on disk while
+    a process that imported it keeps tracing. The explicit `__signature__` keeps Keras'
+    argument inspection (`training`, ...) seeing `method`'s, not the wrapper's `*args, **kwargs`.
+    """
+    wrapper = tf.autograph.experimental.do_not_convert(method)
+    wrapper.__signature__ = inspect.signature(method)
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------
 # Activations
 # --------------------------------------------------------------------------------------------
@@ -157,6 +172,7 @@ class StochasticSign(_BaseQuantizer, _BaseRandomLayer):
 
         return kmath.ste(x, forward, self.clip_value)
 
+    @_do_not_convert
     def call(self, inputs, training=None):
         training = _resolve_training(training)
         outputs = tf.__internal__.smart_cond.smart_cond(
@@ -266,6 +282,7 @@ class DoReFaGradient(_BaseQuantizer, _BaseRandomLayer):
         self.seed = seed
         super().__init__(seed=seed, rng_type="stateful", **kwargs)
 
+    @_do_not_convert
     def call(self, inputs):
         half_width = 0.5 * kmath.gradient_noise_width(self.k_bit)
 
@@ -290,7 +307,41 @@ class DoReFaGradient(_BaseQuantizer, _BaseRandomLayer):
 # --------------------------------------------------------------------------------------------
 
 
-class _LevelWeight(_BaseQuantizer):
+def _smallest_int_dtype(max_level: int) -> str:
+    """The narrowest signed integer dtype that holds every level in −max_level..max_level."""
+    return next(d for d in ("int8", "int16", "int32", "int64") if max_level <= tf.as_dtype(d).max)
+
+
+class _LevelFlipRatio:
+    """Mixin: larq's `flip_ratio` metric, fed with the integer levels of `integer_levels`.
+
+    larq's `_BaseQuantizer.call` feeds `FlipRatio` the quantizer's outputs cast to int8: for
+    α·t with |α·t| < 1 that is 0 everywhere, so flips were never counted. These quantizers
+    feed it the levels t instead (an int8 metric unless the levels need more bits), so
+    `larq.context.metrics_scope(["flip_ratio"])` reports the fraction of weights whose level
+    changed since the previous step.
+    """
+
+    @property
+    def _max_level(self) -> int:
+        return max(abs(level) for level in self.levels)
+
+    def build(self, input_shape):
+        if self._custom_metrics and "flip_ratio" in self._custom_metrics:
+            self.flip_ratio = lq.metrics.FlipRatio(
+                values_dtype=_smallest_int_dtype(self._max_level), name=f"flip_ratio/{self.name}"
+            )
+            self.flip_ratio.build(input_shape)
+        super(_BaseQuantizer, self).build(input_shape)  # not larq's int8 metric on the outputs
+
+    def _track_levels(self, outputs, levels):
+        """What `_BaseQuantizer.call` does, on the levels: update the metric, return `outputs`."""
+        if hasattr(self, "flip_ratio"):
+            self.add_metric(self.flip_ratio(levels))
+        return outputs
+
+
+class _LevelWeight(_LevelFlipRatio, _BaseQuantizer):
     """Base of scaled weight quantizers q(W) = levels(W)·scale(W) with a clipped STE backward."""
 
     levels: tuple[int, ...] = ()
@@ -302,12 +353,12 @@ class _LevelWeight(_BaseQuantizer):
     def integer_levels(self, w):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _quantize(self, w):
-        levels, scale = self.integer_levels(w)
-        return levels * scale
-
+    @_do_not_convert
     def call(self, inputs):
-        return super().call(kmath.ste(inputs, self._quantize, self.clip_value))
+        levels, scale = self.integer_levels(inputs)  # once, for the outputs and the metric
+        # Backward the clipped STE only: levels and scale are constants of the gradient.
+        outputs = kmath.ste(inputs, lambda _: levels * scale, self.clip_value)
+        return self._track_levels(outputs, levels)
 
     def get_config(self):
         return {**super().get_config(), "clip_value": self.clip_value}
@@ -415,13 +466,20 @@ class FiveLevelWeight(_LevelWeight):
 
 
 @_register("dorefa_weight")
-class DoReFaWeight(DoReFa):
+class DoReFaWeight(_LevelFlipRatio, DoReFa):
     r"""DoReFa-Net weight quantizer (Zhou et al. 2016, eqs. 7 and 9).
 
     k = 1: q(W) = E|W|·sign(W) (mean over the whole layer), backward identity (STE).
     k > 1: q(W) = 2·quantize_k(tanh(W)/(2·max|tanh(W)|) + ½) − 1 — larq's `DoReFa` in "weights"
-    mode; backward through tanh and the normalisation (max treated as constant), identity at
-    the rounding. Levels are the odd integers −n..n (n = 2^k − 1) with scale 1/n.
+    mode, op for op; backward through tanh and the normalisation (max treated as constant),
+    identity at the rounding. Levels are the odd integers −n..n (n = 2^k − 1) with scale 1/n.
+
+    Not idempotent for k ≥ 4, by the paper's formula: q(W) spans [−1, 1] (max |q| = 1), so
+    q(q(W)) maps each level u = l/n to tanh(u)/tanh(1), which exceeds u by up to 0.107 (at
+    u ≈ 0.53). That is less than half a step (1/n) for k ≤ 3, so q(q(W)) = q(W) for k = 2, 3
+    (k = 1: up to the float32 sum in E|W|); for k ≥ 4 levels move: max |q(q(W)) − q(W)| = 0.133 (k = 4, 8 of the 16 levels move one
+    step), 0.129 (k = 5), 0.095 (k = 6), 0.110 (k = 7 and 8). Quantize latent weights, not
+    already quantized ones (converters read `integer_levels` of the latent kernel).
 
     # Arguments
         k_bit: weight bits, 1..32.
@@ -440,19 +498,35 @@ class DoReFaWeight(DoReFa):
         n = 2**self.precision - 1
         return tuple(range(-n, n + 1, 2))
 
+    @property
+    def _max_level(self) -> int:
+        return 2**self.precision - 1
+
+    def _odd_levels(self, normed):
+        """2·round(n·normed) − n ∈ {−n, −n + 2, .., n} for `normed` = larq's weight_preprocess."""
+        n = 2**self.precision - 1
+        return 2.0 * tf.round(normed * n) - n
+
     def integer_levels(self, w):
         w = tf.convert_to_tensor(w)
         if self.precision == 1:
             return lq.math.sign(w), kmath.mean_abs(w, per_channel=False)
         n = 2**self.precision - 1
-        levels = 2.0 * tf.round(self.weight_preprocess(w) * n) - n
-        return levels, tf.constant(1.0 / n, w.dtype)
+        return self._odd_levels(self.weight_preprocess(w)), tf.constant(1.0 / n, w.dtype)
 
+    @_do_not_convert
     def call(self, inputs):
-        if self.precision > 1:
-            return super().call(inputs)
-        outputs = kmath.ste(inputs, lambda w: tf.multiply(*self.integer_levels(w)), None)
-        return _BaseQuantizer.call(self, outputs)
+        if self.precision == 1:
+            levels, scale = self.integer_levels(inputs)
+            outputs = kmath.ste(inputs, lambda _: levels * scale, None)
+        else:
+            # larq's `DoReFa.call` in "weights" mode (same ops, so the same bits), without its
+            # flip-ratio update on the outputs.
+            normed = self.weight_preprocess(inputs)
+            quantized = kmath.ste(normed, lambda x: kmath.quantize_k(x, self.precision), None)
+            outputs = 2.0 * quantized - 1.0
+            levels = self._odd_levels(normed)
+        return self._track_levels(outputs, levels)
 
     def get_config(self):
         config = super().get_config()

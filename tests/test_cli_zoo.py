@@ -60,6 +60,16 @@ def test_train_writes_checkpoint_logs_and_curves_then_evaluates(tmp_path, capsys
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(rows[0])
     run = json.loads((out_dir / "run.json").read_text())
     assert run["epochs"] == 2 and run["steps_per_epoch"] == 3 and run["optimizer"] == "adam"
+    assert run["strategy"] == "default" and run["replicas"] == 1
+    assert run["global_batch_size"] == 32 and run["lr_scaling"] == "sqrt"
+    assert run["learning_rate"] == pytest.approx(0.01 * (32 / 100) ** 0.5)  # recipe: 0.01 @ 100
+    # the latent-weight flip ratio of every binary kernel is logged, as a fraction per step
+    flips = {key: [float(row[key]) for row in rows] for key in rows[0]
+             if key.startswith("flip_ratio/")}
+    assert set(flips) == {"flip_ratio/conv1", "flip_ratio/conv2", "flip_ratio/dense1",
+                          "flip_ratio/dense2"}
+    assert all(0.0 <= v <= 1.0 for values in flips.values() for v in values)
+    assert any(v > 0 for values in flips.values() for v in values)  # lr 0.006: signs do flip
 
     assert main(["evaluate", str(out_dir / "model.keras")]) == 0
     line = capsys.readouterr().out.strip()
@@ -70,7 +80,8 @@ def test_train_writes_checkpoint_logs_and_curves_then_evaluates(tmp_path, capsys
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "quicknet"], "supports the MNIST models only"),
+        (["train", "binarynet_mnist", "--per-replica-batch-size", "-1"],
+         "per_replica_batch_size must be a positive integer"),
         (["train", "binarynet_mnist", "--epochs", "0"], "epochs must be a positive integer"),
         (["train", "binarynet_mnist", "--batch-size", "0"], "batch_size must be a positive"),
         (["evaluate", "no_such_model_or_file"], "neither a zoo model"),
@@ -84,11 +95,18 @@ def test_bad_arguments_are_one_line_errors(argv, message, capsys, tmp_path):
     assert len(err.splitlines()) == 1 and message in err
 
 
-def test_train_rejects_unknown_optimizer_choice(capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizer", "sgd"], "invalid choice: 'sgd'"),
+    (["--strategy", "ps"], "invalid choice: 'ps'"),
+    (["--backup-freq", "0"], "--backup-freq: must be 'epoch' or a positive number of steps"),
+    (["--mixed-precision", "float8"], "invalid choice: 'float8'"),
+])
+def test_train_rejects_bad_choices_before_loading_anything(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "binarynet_mnist", "--optimizer", "sgd"])
+        main(["train", "binarynet_mnist", *argv])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'sgd'" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
 
 
 @pytest.mark.slow

@@ -235,18 +235,7 @@ def test_imagenet_constants_match_tfds():
     assert pathlib.Path(imagenet.manual_dir("/data")).as_posix() == "/data/downloads/manual"
 
 
-def _cli_has_strategy() -> bool:
-    import kbnn.cli
-
-    parser = kbnn.cli.build_parser()
-    commands = next(a for a in parser._actions if a.dest == "command").choices
-    return "train" in commands and any(
-        "--strategy" in action.option_strings for action in commands["train"]._actions)
-
-
 def test_cli_train_imagenet_model_without_data(tmp_path, capsys, no_download):
-    if not _cli_has_strategy():
-        pytest.skip("kbnn train has no --strategy yet (patch for kbnn/cli/train.py pending)")
     import kbnn.cli
 
     code = kbnn.cli.main(["train", "quicknet", "--strategy", "default",
@@ -255,7 +244,9 @@ def test_cli_train_imagenet_model_without_data(tmp_path, capsys, no_download):
     assert code == 2
     assert err[-1].startswith("kbnn train: error: ImageNet (imagenet2012) is not prepared")
     assert "ILSVRC2012_img_val.tar" in err[-1]
-    code = kbnn.cli.main(["train", "binarynet_mnist", "--strategy", "default",
-                          "--batch-size", "8", "--output", str(tmp_path / "run")])
-    assert code == 2
-    assert "--per-replica-batch-size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # global and per-replica batch: choose one
+        kbnn.cli.main(["train", "binarynet_mnist", "--strategy", "mirrored", "--batch-size", "8",
+                       "--per-replica-batch-size", "8", "--output", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    assert "--per-replica-batch-size: not allowed with argument --batch-size" in (
+        capsys.readouterr().err)

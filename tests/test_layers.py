@@ -385,3 +385,38 @@ def test_example_trains_on_mnist(script, mnist_available, monkeypatch, capsys):
     accuracy = recipe.run(module.build_model, script, learning_rate=1e-3, argv=argv)
     assert 0.0 <= accuracy <= 1.0
     assert "test accuracy" in capsys.readouterr().out
+
+
+def test_larq_padding_patch_stays_in_its_thread():
+    """larq swaps `padding` to "valid" around its padded convolution; MirroredStrategy can switch
+    replica threads inside that window (a metric's merge_call). Another thread must still read
+    the layer's own padding, and the patch must not outlive the call."""
+    import threading
+
+    layer = kl.BinaryConv2D(4, 3, padding="same")
+    assert layer.padding == "same" and layer.pad_values == 1.0
+    inside, resume, seen = threading.Event(), threading.Event(), {}
+
+    def replica():
+        with lq.utils.patch_object(layer, "padding", "valid"):
+            seen["patched"] = layer.padding
+            inside.set()
+            resume.wait(5)
+
+    thread = threading.Thread(target=replica)
+    thread.start()
+    inside.wait(5)
+    seen["other thread"] = layer.padding
+    with lq.utils.patch_object(layer, "padding", "valid"):
+        pass
+    resume.set()
+    thread.join(5)
+    assert seen == {"patched": "valid", "other thread": "same"}
+    assert layer.padding == "same"
+    x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    assert layer(x).shape == (2, 6, 6, 4) and layer.padding == "same"
+    assert layer.get_config()["padding"] == "same"
+    # a failing call (wrong channel count) does not leave larq's "valid" behind
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError)):
+        layer(np.zeros((2, 6, 6, 5), np.float32))
+    assert layer.padding == "same"

@@ -39,6 +39,47 @@ def test_mean_abs_per_channel_and_per_tensor():
     np.testing.assert_allclose(kmath.mean_abs(w, per_channel=False), np.abs(w).mean(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("shape", [(100_003,), (50_000, 2, 3)])
+def test_mean_abs_of_16_bit_tensors_above_the_float16_range(dtype, shape):
+    """More than 65,504 elements per reduction: a 16-bit reduce_mean gives NaN or 0."""
+    w = tf.cast(np.random.default_rng(1).normal(size=shape), dtype)
+    exact = np.abs(w.numpy().astype(np.float64))  # the 16-bit values themselves, in float64
+    channel_axes = tuple(range(len(shape) - 1)) or None  # a vector is one "channel"
+    for per_channel, axes in ((True, channel_axes), (False, None)):
+        got = kmath.mean_abs(w, per_channel=per_channel)
+        assert got.dtype == w.dtype
+        # rounding the exact mean to 16 bits: ≤ half an ulp, 2^-11 (float16) / 2^-8 (bfloat16)
+        np.testing.assert_allclose(got.numpy().astype(np.float64), exact.mean(axis=axes),
+                                   rtol=2.0**-10 if dtype == "float16" else 2.0**-7)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_least_squares_scale_and_level_fit_of_16_bit_tensors(dtype):
+    """Σ x·t and Σ t² over 100,000 weights overflow float16; the scales stay the float64 ones."""
+    rng = np.random.default_rng(2)
+    w = tf.cast(rng.normal(size=(100_000, 2)) * 0.5, dtype)
+    w64 = w.numpy().astype(np.float64)
+    rtol = 2.0**-10 if dtype == "float16" else 2.0**-7
+    t = np.sign(w64)
+    alpha = kmath.least_squares_scale(w, t)
+    assert alpha.dtype == w.dtype
+    np.testing.assert_allclose(alpha.numpy().astype(np.float64),
+                               (w64 * t).sum(0) / (t * t).sum(0), rtol=rtol)
+    alpha = kmath.least_squares_scale(w, t, per_channel=False)
+    np.testing.assert_allclose(float(alpha.numpy()), (w64 * t).sum() / (t * t).sum(), rtol=rtol)
+
+    levels, alpha = kmath.fit_symmetric_levels(w, 2)
+    assert levels.dtype == alpha.dtype == w.dtype
+    levels = levels.numpy().astype(np.float64)
+    assert set(np.unique(levels)) == {-2.0, -1.0, 0.0, 1.0, 2.0}
+    np.testing.assert_allclose(alpha.numpy().astype(np.float64),
+                               (w64 * levels).sum(0) / (levels * levels).sum(0), rtol=rtol)
+    # the same levels as the float32 fit of the same values
+    levels32, _ = kmath.fit_symmetric_levels(tf.cast(w, tf.float32), 2)
+    np.testing.assert_array_equal(levels, levels32.numpy())
+
+
 @pytest.mark.parametrize("k_bit", [1, 2, 3, 8])
 def test_quantize_k_grid(k_bit):
     x = np.linspace(0, 1, 101, dtype=np.float32)

@@ -152,9 +152,9 @@ def test_frozen_layer_uses_moving_statistics():
     np.testing.assert_array_equal(layer.moving_mean.numpy(), before[2])
 
 
-def _stats_model(momentum):
+def _stats_model(momentum, synchronized=False):
     inputs = tf.keras.Input((4, 4, 3))
-    x = ShiftBatchNormalization(momentum=momentum, name="sbn")(inputs)
+    x = ShiftBatchNormalization(momentum=momentum, synchronized=synchronized, name="sbn")(inputs)
     x = tf.keras.layers.Flatten()(x)
     outputs = tf.keras.layers.Dense(2)(x)
     return tf.keras.Model(inputs, outputs)
@@ -176,29 +176,57 @@ def test_fit_updates_moving_statistics(jit_compile):
     np.testing.assert_allclose(sbn.moving_inv_std.numpy(), inv_std, rtol=1e-5)
 
 
-def test_config_round_trip():
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_config_round_trip(synchronized):
     layer = ShiftBatchNormalization(
-        axis=1, momentum=0.7, epsilon=1e-2, center=False, gamma_constraint="non_neg", name="s"
+        axis=1, momentum=0.7, epsilon=1e-2, center=False, gamma_constraint="non_neg", name="s",
+        synchronized=synchronized,
     )
     config = layer.get_config()
+    assert config["synchronized"] is synchronized
     clone = ShiftBatchNormalization.from_config(config)
     assert clone.get_config() == config
     assert (clone.axis, clone.momentum, clone.epsilon, clone.center) == (1, 0.7, 1e-2, False)
+    assert clone.synchronized is synchronized
     serialized = tf.keras.layers.serialize(layer)
-    assert type(tf.keras.layers.deserialize(serialized)) is ShiftBatchNormalization
+    deserialized = tf.keras.layers.deserialize(serialized)
+    assert type(deserialized) is ShiftBatchNormalization
+    assert deserialized.synchronized is synchronized
 
 
-@pytest.mark.parametrize("suffix", [".keras", ".h5"])
-def test_save_load_round_trip(tmp_path, suffix):
+def test_config_without_synchronized_loads_unsynchronized():
+    """Configs saved before the option existed (the pretrained zoo files) still load."""
+    config = ShiftBatchNormalization(name="s").get_config()
+    del config["synchronized"]
+    assert ShiftBatchNormalization.from_config(config).synchronized is False
+
+
+def test_synchronized_without_strategy_is_bit_identical():
+    rng = np.random.default_rng(9)
+    x = (rng.normal(size=(16, 4, 4, 3)) * 2 + 0.5).astype(np.float32)
+    layers = [ShiftBatchNormalization(momentum=0.5, synchronized=s) for s in (False, True)]
+    params = _random_params(rng, 3)
+    for layer in layers:
+        layer.build(x.shape)
+        layer.set_weights(params)
+    plain, synced = ([layer(x, training=True).numpy(), *layer.get_weights()] for layer in layers)
+    for a, b in zip(plain, synced, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("suffix, synchronized",
+                         [(".keras", False), (".h5", False), (".keras", True), (".h5", True)])
+def test_save_load_round_trip(tmp_path, suffix, synchronized):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 4, 4, 3)).astype(np.float32)
-    model = _stats_model(momentum=0.5)
+    model = _stats_model(momentum=0.5, synchronized=synchronized)
     model.compile("adam", "mse")
     model.fit(x, rng.normal(size=(16, 2)), batch_size=8, epochs=2, verbose=0)
     path = tmp_path / f"sbn{suffix}"
     model.save(path)
     loaded = tf.keras.models.load_model(path)
     assert type(loaded.get_layer("sbn")) is ShiftBatchNormalization
+    assert loaded.get_layer("sbn").synchronized is synchronized
     for a, b in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert loaded.get_layer("sbn").moving_inv_std.numpy().tolist() != [1.0, 1.0, 1.0]

@@ -7,6 +7,7 @@ from kbnn import layers as kl
 from kbnn.models import summary
 from kbnn.plotting import (
     _panel_of,
+    _read_history,
     plot_memory_energy,
     plot_training_curves,
     plot_weight_histograms,
@@ -67,6 +68,20 @@ def test_training_curves_from_history_and_csv(tmp_path):
         for epoch in range(3):
             writer.writerow([epoch, *(values[epoch] for values in history.values())])
     _assert_image(plot_training_curves(str(log), tmp_path / "from_csv.png"))
+
+
+def test_training_curves_skip_na_columns_and_validation_flip_ratio(tmp_path):
+    """CSVLogger without validation data writes val_ columns of "NA"; evaluation never moves
+    the kernels, so val_flip_ratio is 0 by construction: neither is plotted."""
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,flip_ratio/conv1,loss,val_flip_ratio/conv1,val_loss\n"
+                   "0,0.03,2.5,NA,NA\n1,0.01,0.9,NA,NA\n")
+    assert _read_history(log) == {"flip_ratio/conv1": [0.03, 0.01], "loss": [2.5, 0.9]}
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, float("nan")],
+               "val_flip_ratio/conv1": [0.0, 0.0]}
+    curves = _read_history(history)
+    assert list(curves) == ["loss", "val_loss"] and curves["val_loss"][0] == 1.1
+    _assert_image(plot_training_curves(log, tmp_path / "na.png"))
 
 
 def test_training_curves_from_a_real_fit(tmp_path):

@@ -1,6 +1,11 @@
 """kbnn.quantizers: contract tests over every alias, numpy references, statistics, errors."""
 
+import os
+import subprocess
+import sys
+
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn import layers as kl
 from kbnn import quantizers as kq
 
 import larq as lq
@@ -235,6 +240,60 @@ def test_dorefa_weight_one_bit_matches_numpy():
     np.testing.assert_array_equal(grad, np.ones_like(w))  # plain STE, not clipped
 
 
+@pytest.mark.parametrize("shape", [KERNEL_SHAPE, (784, 256), (5, 5, 32, 64)])
+def test_dorefa_weight_one_bit_is_pinned_to_mean_abs_times_sign(shape):
+    """k = 1 (the pretrained dorefanet_mnist): q(W) = E|W|·sign(W), one E|W| for the whole
+    kernel (not per channel), sign(0) = +1; the same bits in eager and graph mode (XLA sums
+    in another order: E|W| within an ulp)."""
+    w = _kernel(11, scale=0.4, shape=shape)
+    w.flat[::7] = 0.0
+    alpha = np.float32(np.abs(w.astype(np.float64)).mean())
+    quantizer = kq.DoReFaWeight(1)
+    y = quantizer(w).numpy()
+    assert np.unique(np.abs(y)).size == 1  # one scale for the whole tensor
+    got_alpha = np.abs(y).flat[0]
+    assert abs(got_alpha - alpha) <= 2 * np.spacing(alpha)  # float32 summation order only
+    np.testing.assert_array_equal(y, np.where(w >= 0, got_alpha, -got_alpha))
+    np.testing.assert_array_equal(tf.function(quantizer)(tf.constant(w)).numpy(), y)
+    xla = tf.function(quantizer, jit_compile=True)(tf.constant(w)).numpy()
+    np.testing.assert_allclose(xla, y, rtol=1e-6)
+
+
+@pytest.mark.parametrize("k_bit", range(2, 9))
+def test_dorefa_weight_k_bit_is_larqs_bit_for_bit(k_bit):
+    """k ≥ 2 keeps larq's `DoReFa(mode="weights")` forward and gradient exactly."""
+    w = _kernel(12, scale=0.7, shape=(3, 3, 8, 16))
+    upstream = np.random.default_rng(13).normal(size=w.shape).astype(np.float32)
+    ours = _forward_and_grad(kq.DoReFaWeight(k_bit), w, upstream)
+    larqs = _forward_and_grad(lq.quantizers.DoReFa(k_bit, mode="weights"), w, upstream)
+    for a, b in zip(ours, larqs, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _numpy_dorefa_weight(w, k_bit):
+    """Zhou et al. 2016, eq. 9, in float64: 2·quantize_k(tanh w/(2 max|tanh w|) + ½) − 1."""
+    n = 2**k_bit - 1
+    t = np.tanh(w.astype(np.float64))
+    return 2 * np.round((t / (2 * np.abs(t).max()) + 0.5) * n) / n - 1
+
+
+@pytest.mark.parametrize("k_bit, max_diff", [(1, 0.0), (2, 0.0), (3, 0.0), (4, 2 / 15),
+                                             (5, 4 / 31), (6, 6 / 63), (7, 14 / 127),
+                                             (8, 28 / 255)])
+def test_dorefa_weight_idempotent_only_up_to_three_bits(k_bit, max_diff):
+    """q(q(W)) ≠ q(W) for k ≥ 4 is the paper's formula (tanh of the levels), as documented."""
+    w = np.linspace(-1.0, 1.0, 4001, dtype=np.float32)  # every level occurs
+    quantizer = kq.DoReFaWeight(k_bit)
+    once = quantizer(w).numpy()
+    twice = quantizer(once).numpy()
+    if k_bit == 1:  # E|q| = E|W| up to the float32 sum
+        np.testing.assert_allclose(twice, once, rtol=1e-5)
+        return
+    np.testing.assert_allclose(twice, _numpy_dorefa_weight(_numpy_dorefa_weight(w, k_bit), k_bit),
+                               atol=1e-6)
+    assert np.abs(twice - once).max() == pytest.approx(max_diff, abs=1e-6)
+
+
 @pytest.mark.parametrize("k_bit", [2, 3, 4])
 def test_dorefa_weight_k_bit_matches_numpy(k_bit):
     w = _kernel(9, scale=0.6)
@@ -299,6 +358,110 @@ def test_dorefa_gradient_is_unbiased_on_grid_and_seedable():
     assert np.all(np.abs(grad.mean(axis=0) - dr) <= 5 * stderr)
     again = _forward_and_grad(kq.DoReFaGradient(k_bit, seed=5), x, upstream)[1]
     np.testing.assert_array_equal(grad, again)
+
+
+# ---------------------------------------------------------------------------------------------
+# larq's flip-ratio metric on the integer levels
+# ---------------------------------------------------------------------------------------------
+
+LEVEL_QUANTIZERS = {
+    "twn": kq.TernaryWeight,
+    "five_level": kq.FiveLevelWeight,
+    "xnor_weight": kq.XnorWeight,
+    "dorefa_1": lambda: kq.DoReFaWeight(1),
+    "dorefa_2": lambda: kq.DoReFaWeight(2),
+    "dorefa_8": lambda: kq.DoReFaWeight(8),  # levels up to ±255: more than int8
+}
+
+
+@pytest.mark.parametrize("name", LEVEL_QUANTIZERS)
+def test_flip_ratio_counts_level_flips(name):
+    """Latent magnitudes in [0.8, 1] (every level non-zero, scales < 1 so α·t casts to int8 0);
+    flipping the sign of exactly 30 % of them keeps every scale and flips 30 % of the levels."""
+    rng = np.random.default_rng(14)
+    shape = (40, 5)
+    w0 = (rng.uniform(0.8, 1.0, shape) * rng.choice([-1.0, 1.0], shape)).astype(np.float32)
+    flipped = np.zeros(w0.size, bool)
+    flipped[rng.permutation(w0.size)[: int(0.3 * w0.size)]] = True
+    w1 = np.where(flipped.reshape(shape), -w0, w0)
+    with lq.context.metrics_scope(["flip_ratio"]):
+        layer = lq.layers.QuantDense(5, kernel_quantizer=LEVEL_QUANTIZERS[name]())
+    layer.build((None, 40))
+    x = np.ones((1, 40), np.float32)
+    for w in (w0, w1):
+        layer.kernel.assign(w)
+        layer(x)
+    metric = layer.kernel_quantizer.flip_ratio
+    assert float(metric.result()) == pytest.approx(0.3, abs=1e-6)
+    assert [m.name for m in layer.metrics] == [metric.name]
+
+
+def test_ternary_dense_flip_ratio_in_fit_history():
+    """In `fit` under metrics_scope: the share of TWN levels (numpy, Li & Liu 2016) that the
+    first of two steps changed."""
+    with lq.context.metrics_scope(["flip_ratio"]):
+        model = tf.keras.Sequential([tf.keras.Input((8,)), kl.TernaryDense(6, name="t")])
+    model.compile(tf.keras.optimizers.SGD(0.5), "mse")
+    rng = np.random.default_rng(15)
+    x, y = rng.normal(size=(16, 8)).astype(np.float32), rng.normal(size=(16, 6)) * 3
+
+    def levels():
+        w = model.get_layer("t").kernel.latent_variable.numpy()
+        delta = 0.7 * np.abs(w).mean(axis=0)
+        return np.where(w > delta, 1, np.where(w < -delta, -1, 0))
+
+    before, after = levels(), []
+    record = tf.keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: batch == 0 and after.append(levels()))
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
+                        callbacks=[record])
+    (key,) = [k for k in history.history if k.startswith("flip_ratio/")]
+    expected = np.mean(before != after[0])
+    assert expected > 0.05
+    assert history.history[key][0] == pytest.approx(expected, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# AutoGraph
+# ---------------------------------------------------------------------------------------------
+
+AUTOGRAPH_SCRIPT = """
+import linecache
+import sys
+import kbnn
+import kbnn.math
+import kbnn.quantizers as kq
+import numpy as np
+import tensorflow as tf
+
+# AutoGraph reads a function's source through linecache: hide kbnn's, as a .pyc-only install
+# (or a module edited on disk after import) does.
+getlines = linecache.getlines
+linecache.getlines = lambda name, *a: [] if "kbnn" in name else getlines(name, *a)
+linecache.clearcache()
+w = tf.constant(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+for quantizer in (kq.TernaryWeight(), kq.FiveLevelWeight(), kq.XnorWeight(), kq.DoReFaWeight(1),
+                  kq.DoReFaWeight(2), kq.StochasticSign(), kq.DoReFaGradient()):
+    tf.function(quantizer)(w)
+    tf.function(lambda x: quantizer(x, training=True))(w)
+print("QUANTIZERS DONE", file=sys.stderr, flush=True)  # where AutoGraph's warnings go
+tf.function(kbnn.math.ap2)(w)  # control: a kbnn function AutoGraph does convert
+"""
+
+
+def test_quantizer_calls_are_not_autographed(tmp_path):
+    """No "AutoGraph could not transform" warning for the quantizers where the source is
+    unreadable, while a converted kbnn function in the same process does warn."""
+    script = tmp_path / "autograph.py"
+    script.write_text(AUTOGRAPH_SCRIPT)
+    result = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    output = result.stdout
+    assert result.returncode == 0, output[-3000:]
+    quantizers, control = output.split("QUANTIZERS DONE", 1)
+    assert "could not transform" not in quantizers, quantizers[-3000:]
+    assert "could not transform <function ap2" in control, control[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------

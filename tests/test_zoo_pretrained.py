@@ -78,3 +78,29 @@ def test_cards_are_valid_json_with_known_fields():
         card = json.loads(path.read_text())
         assert set(card) <= set(cards.CARD_FIELDS)
         assert card["name"] == path.stem
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_card_states_the_summary_and_unique_kernels_of_the_shipped_weights(name):
+    """The card's cost figures are those of the shipped weights: the summary is recomputed, the
+    unique-kernel counts re-derived with numpy from the loaded kernels' signs/levels."""
+    from kbnn.analysis import quantized_kernel
+    from kbnn.models import summary
+
+    card = cards.read_card(name)
+    model = kbnn.zoo.get(name, weights="pretrained", compile=False)
+    expected = summary(model, print_fn=None).as_dict()
+    totals, expected_totals = dict(card["summary"]["totals"]), dict(expected["totals"])
+    assert totals.pop("params") == expected_totals.pop("params")
+    assert totals == pytest.approx(expected_totals)
+    assert [row["name"] for row in card["summary"]["layers"]] == [
+        row["name"] for row in expected["layers"]]
+    assert card["summary"]["totals"]["memory_bytes"] < card["summary"]["totals"]["float32_bytes"]
+    for row in card["unique_kernels"]["layers"]:
+        levels = np.sign(quantized_kernel(model.get_layer(row["layer"])))  # (kh, kw, in, out)
+        kh, kw, cin, cout = levels.shape
+        kernels = levels.transpose(2, 3, 0, 1).reshape(cin * cout, kh * kw)
+        assert row["total"] == cin * cout
+        assert row["unique"] == len({tuple(k) for k in kernels})
+        canonical = {min(tuple(k), tuple(-k)) for k in kernels}
+        assert row["unique_up_to_sign"] == len(canonical)

@@ -1,8 +1,8 @@
-"""kbnn.zoo.training: optimizers, model/data split for tf.distribute, curves PNG."""
+"""kbnn.zoo.training: optimizers, learning rates, model/data split for tf.distribute."""
 
 import kbnn.zoo
+from kbnn.data import DatasetNotFoundError
 from kbnn.zoo import training
-from kbnn.zoo.plots import save_training_curves
 
 import numpy as np
 import pytest
@@ -62,19 +62,19 @@ def test_datasets_use_the_global_batch_size(mnist_available):
         training.make_datasets(0)
 
 
-def test_training_curves_png(tmp_path):
-    history = {"loss": [1.0, 0.5, 0.2], "accuracy": [0.5, 0.8, 0.9],
-               "val_loss": [1.1, 0.6, 0.3], "val_accuracy": [0.4, 0.7, 0.85]}
-    path = save_training_curves(history, tmp_path / "curves.png", title="t")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["curves.png"]  # no temp file left
-    with pytest.raises(ValueError, match="no 'loss'"):
-        save_training_curves({}, tmp_path / "x.png")
+def test_train_on_an_imagenet_model_needs_its_data(tmp_path, monkeypatch):
+    """kbnn.zoo.train is kbnn.distribute.train: ImageNet models use kbnn.imagenet's pipeline,
+    which fails fast (before building the model) when the data is not prepared."""
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"ImageNet \(imagenet2012\) is not prepared"):
+        kbnn.zoo.train("quicknet", output=tmp_path / "run", data_dir=str(tmp_path))
 
 
-def test_train_refuses_non_mnist_models(tmp_path):
-    with pytest.raises(ValueError, match="MNIST models only"):
-        kbnn.zoo.train("quicknet", output=tmp_path)
+def test_learning_rate_defaults_follow_the_optimizer():
+    recipe = kbnn.zoo.spec("binarynet_mnist").recipe
+    assert training.default_learning_rate(recipe, "adam") == recipe.learning_rate
+    assert training.default_learning_rate(recipe, "shift_adamax") == 2.0**-8
+    assert training.default_learning_rate(recipe, "bop") == recipe.learning_rate  # its Adam part
 
 
 def test_best_checkpoint_saves_only_improvements_atomically(tmp_path):

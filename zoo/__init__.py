@@ -16,8 +16,10 @@ from kbnn.zoo.weights import WeightsDownloadError, WeightsIntegrityError
 
 
 def train(name, **kwargs):
-    """Train zoo model `name` with its recipe; see `kbnn.zoo.training.train`."""
-    from kbnn.zoo.training import train as _train
+    """Train zoo model `name` with its recipe (arguments override it): `kbnn.distribute.train`,
+    on the default one-device strategy unless `strategy=` names another — one code path for 1
+    and N replicas."""
+    from kbnn.distribute.training import train as _train
 
     return _train(name, **kwargs)
 

@@ -1,7 +1,9 @@
 """Model cards: what was measured for shipped weights (`zoo/cards/<name>.json`).
 
 A card records the weights file and its sha256, the measured accuracy on the full MNIST test
-split, the exact command that trained the weights, and the date. `write_card` is used by the
+split, the exact command that trained the weights, the date, and what the model costs: the
+`kbnn.models.summary` of the shipped weights (memory, ops, 45 nm energy, ratios to the float32
+twin), their unique binary/ternary kernels and the last epoch's latent-weight flip ratios. `write_card` is used by the
 export step (`kbnn zoo export`), `read_card` by `kbnn.zoo.info` and `get(weights="pretrained")`.
 """
 
@@ -23,6 +25,9 @@ CARD_FIELDS = (
     "training_seconds",
     "trained_on",
     "date",
+    "flip_ratio_last_epoch",
+    "summary",
+    "unique_kernels",
 )
 
 

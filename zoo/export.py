@@ -1,7 +1,9 @@
 """Turn a trained checkpoint into shipped zoo weights: compact `.npz` + measured model card.
 
 The accuracy written to the card is measured on the exported file itself, loaded into a fresh
-zoo definition the way `get(name, weights="pretrained")` loads it, over the full MNIST test split.
+zoo definition the way `get(name, weights="pretrained")` loads it, over the full MNIST test split;
+so are the bit-aware summary and the unique-kernel counts. The last epoch's flip ratios come
+from the run's CSV log when it has them.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import pathlib
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
-
-RUN_INFO_NAME = "run.json"
 
 
 def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=None,
@@ -52,10 +52,47 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
         "trained_on": trained_on,
         "date": datetime.date.today().isoformat(),
     }
+    from kbnn.distribute.training import CSV_NAME, RUN_INFO_NAME
+
     run_info = checkpoint.parent / RUN_INFO_NAME
     if run_info.is_file():
         info = json.loads(run_info.read_text())
         card["training_epochs"] = info.get("epochs")
         card["training_seconds"] = info.get("seconds")
+    flips = final_flip_ratios(checkpoint.parent / CSV_NAME)
+    if flips:
+        card["flip_ratio_last_epoch"] = flips
+    card.update(analysis_fields(fresh))
     cards.write_card(card, cards_dir)
     return card
+
+
+def analysis_fields(model) -> dict:
+    """What the card says about the model's cost: `kbnn.models.summary` (bit-packed memory,
+    binary ops / MACs, 45 nm energy, ratios to the float32 twin) and, for binary and ternary
+    convolutions, `kbnn.analysis.unique_kernels` on the trained weights."""
+    from kbnn.analysis import unique_kernels
+    from kbnn.models import summary
+
+    fields = {"summary": summary(model, print_fn=None).as_dict()}
+    kernels = unique_kernels(model, max_bits=2)
+    if len(kernels):
+        fields["unique_kernels"] = kernels.as_dict()
+    return fields
+
+
+def final_flip_ratios(csv_path) -> dict[str, float]:
+    """`flip_ratio/<layer>` of the last epoch in a `kbnn train` CSV log ({} when not logged):
+    the mean fraction of each quantized kernel that changed level per step."""
+    import csv
+
+    csv_path = pathlib.Path(csv_path)
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    last = rows[-1]
+    return {key.split("/", 1)[1]: round(float(value), 6) for key, value in last.items()
+            if key.startswith("flip_ratio/") and value not in ("", "NA")}

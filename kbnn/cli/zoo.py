@@ -76,12 +76,36 @@ def run_info(args) -> int:
         print(f"  recipe: {info['recipe']}")
     print(f"  weights: {info['weights'] or 'none'}")
     for key, value in card.items():
-        if key == "name":
+        if key in ("name", "summary", "unique_kernels", "flip_ratio_last_epoch"):
             continue
         if key == "measured_accuracy":
             value = _percent(value)
         print(f"  {key}: {value}")
+    for line in _cost_lines(card):
+        print(f"  {line}")
     return 0
+
+
+def _cost_lines(card: dict) -> list[str]:
+    """The card's summary, unique kernels and flip ratios in a few lines (--json has it all)."""
+    lines = []
+    totals = (card.get("summary") or {}).get("totals")
+    if totals:
+        lines.append(
+            f"memory: {totals['memory_bytes']:,} B deployed vs {totals['float32_bytes']:,} B "
+            f"float32 ({totals['memory_ratio']:.1f}x smaller); {totals['binary_ops']:,} binary "
+            f"ops, {totals['float_macs']:,} float MACs; energy {totals['energy_pj'] / 1e6:.3f} uJ "
+            f"per image ({totals['energy_ratio']:.1f}x less, 45 nm, DRAM weights)")
+    for layer in (card.get("unique_kernels") or {}).get("layers", []):
+        lines.append(
+            f"unique kernels {layer['layer']}: {layer['unique']:,}/{layer['total']:,} "
+            f"({layer['ratio']:.1%}; {layer['ratio_up_to_sign']:.1%} counting -k as k; "
+            f"{layer['kernel_size'][0]}x{layer['kernel_size'][1]}, {layer['bits']}-bit)")
+    flips = card.get("flip_ratio_last_epoch")
+    if flips:
+        lines.append("flip ratio, last epoch: " + ", ".join(
+            f"{name} {value:.2e}" for name, value in flips.items()))
+    return lines
 
 
 def run_export(args) -> int:

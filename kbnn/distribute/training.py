@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import os
 import pathlib
@@ -42,6 +43,7 @@ CHECKPOINT_NAME = "model.keras"
 CSV_NAME = "training_log.csv"
 CURVES_NAME = "training_curves.png"
 TENSORBOARD_DIR = "tensorboard"
+RUN_INFO_NAME = "run.json"
 
 
 def scale_learning_rate(learning_rate: float, *, global_batch_size: int,
@@ -195,6 +197,17 @@ class _WorkerPaths:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _strategy_name(strategy) -> str:
+    return strategy if isinstance(strategy, str) else type(strategy).__name__
+
+
+def _write_run_info(path: pathlib.Path, **info) -> None:
+    """`run.json`: how the run was made (read by `kbnn.zoo.export` for the model card)."""
+    from kbnn.zoo.weights import _atomic_write
+
+    _atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
+
+
 def _check_positive(name, value, allow_none=True):
     if value is None and allow_none:
         return
@@ -207,6 +220,7 @@ def train(
     *,
     strategy="default",
     per_replica_batch_size: int | None = None,
+    batch_size: int | None = None,
     epochs: int | None = None,
     optimizer: str | None = None,
     learning_rate: float | None = None,
@@ -227,6 +241,7 @@ def train(
     devices=None,
     tpu=None,
     communication: str = "auto",
+    flip_ratio: bool = True,
     verbose: int = 1,
 ) -> DistributedTrainResult:
     """Train zoo model `name` with its recipe on `strategy`; arguments override the recipe.
@@ -236,6 +251,8 @@ def train(
             (see `kbnn.distribute.get_strategy`; `devices`, `tpu`, `communication` go to it).
         per_replica_batch_size: default the recipe's batch size (tuned for one device); the
             global batch is this × `strategy.num_replicas_in_sync`.
+        batch_size: the global batch instead (split evenly over the replicas); give one of
+            the two.
         learning_rate, lr_scaling: the recipe's (or given) rate is for the recipe's batch size
             and scaled to the global batch by `scale_learning_rate(rule=lr_scaling)`.
         optimizer: "adam" | "shift_adamax" | "bop"; bn: "batchnorm" | "shift".
@@ -250,15 +267,32 @@ def train(
         datasets: `fn(global_batch_size, strategy) -> DataSplits` replacing the recipe's data
             (MNIST from tfds; the ImageNet pipeline of `kbnn.imagenet` for ImageNet models).
         callbacks: extra Keras callbacks.
+        flip_ratio: track larq's latent-weight flip ratio per quantized kernel
+            (`kbnn.analysis.enable_flip_ratio`): `flip_ratio/<layer>` in the history, the CSV
+            log, TensorBoard and the curves plot.
+
+    Writes (chief) into `output`: `model.keras` (best validation accuracy, atomically),
+    `training_log.csv` (appended to when resuming from a backup), `tensorboard/`,
+    `training_curves.png` (`kbnn.plotting.plot_training_curves`) and `run.json` (the
+    arguments, replicas and seconds).
     """
     from kbnn.zoo import registry
-    from kbnn.zoo.training import OPTIMIZER_CHOICES, build_model_for_training, compile_model
+    from kbnn.zoo.training import (
+        OPTIMIZER_CHOICES,
+        BestCheckpoint,
+        build_model_for_training,
+        compile_model,
+        default_learning_rate,
+        save_model_atomic,
+    )
 
     spec = registry.spec(name)
     recipe = spec.recipe or registry.Recipe(epochs=1, batch_size=32)
     epochs = recipe.epochs if epochs is None else epochs
-    per_replica_batch_size = (recipe.batch_size if per_replica_batch_size is None
-                              else per_replica_batch_size)
+    if per_replica_batch_size is not None and batch_size is not None:
+        raise UsageError("give per_replica_batch_size or batch_size (global), not both")
+    _check_positive("per_replica_batch_size", per_replica_batch_size)
+    _check_positive("batch_size", batch_size)
     optimizer = optimizer or recipe.optimizer
     _check_positive("epochs", epochs, allow_none=False)
     _check_positive("steps_per_epoch", steps_per_epoch)
@@ -271,8 +305,16 @@ def train(
 
     strategy_obj = strategies.get_strategy(strategy, devices=devices, tpu=tpu,
                                            communication=communication)
+    replicas = strategy_obj.num_replicas_in_sync
+    if batch_size is not None:
+        if batch_size % replicas:
+            raise UsageError(f"batch_size {batch_size} does not split evenly over {replicas} "
+                             "replicas; use a multiple or give per_replica_batch_size")
+        per_replica_batch_size = batch_size // replicas
+    elif per_replica_batch_size is None:
+        per_replica_batch_size = recipe.batch_size
     global_batch = strategies.global_batch_size(per_replica_batch_size, strategy_obj)
-    lr = scale_learning_rate(learning_rate or recipe.learning_rate,
+    lr = scale_learning_rate(learning_rate or default_learning_rate(recipe, optimizer),
                              global_batch_size=global_batch,
                              reference_batch_size=recipe.batch_size, rule=lr_scaling)
     chief = strategies.is_chief(strategy_obj)
@@ -300,14 +342,18 @@ def train(
             model = precision.with_precision(model, mixed_precision)
         if sync_bn or mixed_precision != "float32":  # a rebuilt copy: compile it again
             compile_model(model, precision.loss_scale_optimizer(opt, mixed_precision))
+        if flip_ratio:
+            from kbnn.analysis import enable_flip_ratio
+
+            enable_flip_ratio(model)
 
     paths = _WorkerPaths(output, chief, index)
     monitor = "val_accuracy" if splits.validation is not None else "accuracy"
+    resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
     fit_callbacks = [
         tf.keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=backup_freq),
-        tf.keras.callbacks.ModelCheckpoint(str(output / CHECKPOINT_NAME), monitor=monitor,
-                                           mode="max", save_best_only=True),
-        tf.keras.callbacks.CSVLogger(str(paths(CSV_NAME))),
+        BestCheckpoint(paths(CHECKPOINT_NAME), monitor),
+        tf.keras.callbacks.CSVLogger(str(paths(CSV_NAME)), append=resuming),
         tf.keras.callbacks.TensorBoard(str(output / TENSORBOARD_DIR), write_graph=False),
         *callbacks,
     ]
@@ -321,7 +367,7 @@ def train(
         seconds = time.time() - start
         checkpoint = output / CHECKPOINT_NAME
         if splits.validation is None:  # no validation: keep the final weights
-            model.save(paths(CHECKPOINT_NAME))
+            save_model_atomic(model, paths(CHECKPOINT_NAME))
         # Every worker reads the weights at the same point: reading sync-on-read variables (the
         # BN moving statistics) is an all-reduce in multi-worker training.
         final_weights = model.get_weights()
@@ -330,10 +376,18 @@ def train(
 
     best, test_accuracy = None, None
     if chief:
-        from kbnn.zoo.plots import save_training_curves
+        from kbnn.plotting import plot_training_curves
 
-        if history.epoch:
-            save_training_curves(history.history, output / CURVES_NAME, title=name)
+        if history.epoch:  # from the CSV: it also holds the epochs before a restore
+            plot_training_curves(output / CSV_NAME, output / CURVES_NAME, title=name)
+        _write_run_info(output / RUN_INFO_NAME, name=name, strategy=_strategy_name(strategy),
+                        replicas=strategy_obj.num_replicas_in_sync, epochs=epochs,
+                        per_replica_batch_size=per_replica_batch_size,
+                        global_batch_size=global_batch, optimizer=optimizer,
+                        learning_rate=lr, lr_scaling=lr_scaling, bn=bn, sync_bn=sync_bn,
+                        mixed_precision=mixed_precision, validation_size=validation_size,
+                        seed=seed, steps_per_epoch=steps, epochs_run=list(history.epoch),
+                        seconds=round(seconds, 1))
         best = tf.keras.models.load_model(checkpoint)
         if evaluate_test and spec.dataset == "mnist" and datasets is None:
             from kbnn.zoo.evaluation import evaluate_mnist
@@ -347,7 +401,7 @@ def train(
               f"replicas (global batch {global_batch}, lr {lr:.3g}) in {seconds:.0f} s; "
               f"checkpoint {checkpoint}"
               + (f"; test accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""))
-    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    strategy_name = _strategy_name(strategy)
     return DistributedTrainResult(
         model=best, final_weights=final_weights, history=history.history,
         epochs_run=list(history.epoch), output=output, checkpoint=checkpoint,
