@@ -21,7 +21,7 @@ from kbnn.converters.flatbuffer import InspectReport, inspect, read_flatbuffer
 from kbnn.converters.passes import PASSES, lower
 from kbnn.converters.report import ConversionReport, LayerReport
 from kbnn.converters.twin import float_twin, float_twin_flatbuffer
-from kbnn.converters.verify import KERNEL_OPTIONS, VerifyReport, verify
+from kbnn.converters.verify import KERNEL_OPTIONS, VerifyReport, sign_margins, verify
 
 __all__ = [
     "KERNEL_OPTIONS",
@@ -42,6 +42,7 @@ __all__ = [
     "inspect",
     "lower",
     "read_flatbuffer",
+    "sign_margins",
     "to_c_array",
     "verify",
 ]

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from kbnn.converters.errors import VerificationError
 from kbnn.converters.flatbuffer import format_table, read_flatbuffer
+from kbnn.converters.graph import is_flat, rebuild
+from kbnn.converters.levels import input_encoding, is_sign_quantizer
 
 import numpy as np
 import tensorflow as tf
@@ -254,6 +256,46 @@ def argmax_agreement(reference: np.ndarray, actual: np.ndarray, atol: float) -> 
     best = reference.max(axis=1)
     chosen = reference[np.arange(len(reference)), picked]
     return float(np.mean(chosen >= best - atol))
+
+
+def sign_margins(model, x, batch_size: int = 256) -> np.ndarray:
+    """Per sample, how far every value a sign quantizer reads is from the tie at 0.
+
+    For each tensor t that a ±1 input quantizer (`ste_sign`, `approx_sign`, …) or a sign layer
+    (`kbnn.layers.Sign`) reads, and each sample, the relative margin is min |t| / max(1, max |t|)
+    over that sample's values; the result is the smallest over all such tensors, shape
+    (samples,). Keras and LCE compute the values before a sign in float32 in different orders
+    (LCE's binary convolutions fold K − 2·popcount into their float bias, an absolute rounding
+    error of a few 1e-6 · K·|multiplier|), so a sample whose margin is below ~1e-5 can take
+    another sign in LCE than in Keras and legitimately disagree downstream; see
+    docs/converters.md, "Verification". Samples with larger margins must agree to float
+    tolerance. Models without sign inputs give +inf."""
+    inputs = _as_inputs(model, x)
+    if not is_flat(model) or any(len(layer._inbound_nodes) > 1 for layer in model.layers):
+        model = rebuild(model)
+    tensors, seen = [], set()
+    for layer in model.layers:
+        if input_encoding(layer).kind != "sign" and not is_sign_quantizer(layer):
+            continue
+        tensor = layer.input
+        if isinstance(tensor, list | tuple) or id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        tensors.append(tensor)
+    samples = inputs[0].shape[0]
+    if not tensors:
+        return np.full(samples, np.inf)
+    probe = tf.keras.Model(model.inputs, tensors)
+    margins = np.full(samples, np.inf)
+    for start in range(0, samples, batch_size):
+        chunk = [array[start : start + batch_size] for array in inputs]
+        values = probe(chunk if len(chunk) > 1 else chunk[0], training=False)
+        for value in tf.nest.flatten(values):
+            flat = np.abs(np.asarray(value, np.float64)).reshape(len(chunk[0]), -1)
+            scale = np.maximum(1.0, flat.max(axis=1))
+            part = margins[start : start + len(flat)]
+            np.minimum(part, flat.min(axis=1) / scale, out=part)
+    return margins
 
 
 def _align_outputs(reference, actual):

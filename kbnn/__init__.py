@@ -28,7 +28,7 @@ _LAZY_SUBMODULES = (
 )
 
 # Registration of custom objects happens on import of these modules.
-for _name in ("quantizers", "layers", "optimizers"):
+for _name in ("quantizers", "layers", "optimizers", "zoo.blocks"):
     try:
         importlib.import_module(f"kbnn.{_name}")
     except ModuleNotFoundError as _err:  # pragma: no cover - during early development only

@@ -29,6 +29,12 @@ def test_zoo_info_prints_the_card(capsys):
     card = cards.read_card("binarynet_mnist")
     if card:
         assert card["sha256"] in out and card["training_command"] in out
+        totals = card["summary"]["totals"]
+        assert (f"memory: {totals['memory_bytes']:,} B deployed vs {totals['float32_bytes']:,} B "
+                f"float32 ({totals['float32_bytes'] / totals['memory_bytes']:.1f}x smaller)") in out
+        conv2 = next(x for x in card["unique_kernels"]["layers"] if x["layer"] == "conv2")
+        assert f"unique kernels conv2: {conv2['unique']:,}/2,048 (" in out
+        assert '"layers"' not in out  # the full summary only with --json
     assert main(["zoo", "info", "quicknet_small", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["input_shape"] == [224, 224, 3] and info["weights"] is None

@@ -12,6 +12,8 @@ import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import converters
 from kbnn import layers as kl
 from kbnn.converters import ConversionError, VerificationError
+from kbnn.converters.passes import batchnorm_affine
+from kbnn.converters.verify import lce_outputs
 from kbnn.errors import UsageError
 from kbnn.normalization import ShiftBatchNormalization
 
@@ -395,3 +397,95 @@ def test_seed_mnist_binarynet_is_20x_smaller_than_its_float_twin():
     assert "FULLY_CONNECTED" not in conversion.ops  # needs the dense rewrite
     for name in ("conv2", "dense1", "dense2"):
         _check_size(conversion.report[name])
+
+
+# ------------------------------------------------------------------------------ sign ties
+
+
+def test_sign_margins_measure_how_far_sign_inputs_are_from_zero():
+    inputs = tf.keras.Input((4,))
+    signs = kl.Sign(name="sign")(inputs)
+    doubled = tf.keras.layers.Rescaling(2.0, name="double")(inputs)
+    logits = kl.BinaryDense(3, name="bdense")(doubled)
+    model = tf.keras.Model(inputs, [signs, logits])
+    x = np.array([[0.5, -3.0, 0.25, 1.0], [1e-3, 0.5, -0.5, 0.5]], np.float32)
+    # Sign reads x: min|x| / max(1, max|x|); bdense reads 2x: min|2x| / max(1, max|2x|).
+    expected = [min(0.25 / 3.0, 0.5 / 6.0), min(1e-3 / 1.0, 2e-3 / 1.0)]
+    np.testing.assert_allclose(converters.sign_margins(model, x), expected, rtol=1e-6)
+    float_only = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    assert np.all(np.isinf(converters.sign_margins(float_only, x)))
+
+
+def test_lce_binary_conv_rounding_does_not_shrink_near_zero():
+    """Why a sign right after an LceBconv2d (plus a float shortcut) can flip: LCE computes the
+    float output as (2·popcount)·(−m) + (c + K·m) in float32 (the back-transformation
+    K − 2·popcount folded into the bias), so every output, also one near 0, carries an absolute
+    rounding error of order 2⁻²⁴·K·|m|: with u = 2⁻²⁴, storing m and c in float32 costs
+    u·(K|m| + |c|), the bias c + K·m another u·(|c| + K|m|), the product u·2K|m| and the sum
+    u·(|c| + K|m|), at most u·(3|c| + 5K|m|) per channel."""
+    channels, size = 64, 6
+    inputs = tf.keras.Input((size, size, channels))
+    y = kl.BinaryConv2D(channels, 3, padding="same", name="bconv")(inputs)
+    y = tf.keras.layers.BatchNormalization(name="bn")(y)
+    model = _randomize(tf.keras.Model(inputs, y))
+    x = _inputs(model, -1, 1, samples=8)
+    conversion = converters.convert(model)
+    assert conversion.ops.get("LceBconv2d") == 1 and conversion.report["bconv"].fused == ["bn"]
+    actual = lce_outputs(conversion.flatbuffer, [x])[0].reshape(x.shape)
+
+    signs = np.pad(np.where(x >= 0, 1.0, -1.0), ((0, 0), (1, 1), (1, 1), (0, 0)),
+                   constant_values=1.0)  # pad_values=1
+    kernel = np.where(model.get_layer("bconv").kernel.latent_variable.numpy() >= 0, 1.0, -1.0)
+    counts = sum(np.einsum("nhwi,io->nhwo", signs[:, a:a + size, b:b + size], kernel[a, b])
+                 for a in range(3) for b in range(3))
+    multiplier, offset = batchnorm_affine(model.get_layer("bn"))
+    exact = counts * multiplier + offset
+    error = np.abs(actual - exact)
+    k = 9 * channels
+    assert np.all(error <= 2.0**-24 * (3 * np.abs(offset) + 5 * k * np.abs(multiplier)))
+    near_zero = np.abs(exact) < 0.05
+    assert near_zero.sum() > 10
+    assert error[near_zero].max() > 100 * 2.0**-24 * 0.05, "error no longer ~K·|m|: update docs"
+
+
+def _residual_binary_model():
+    """Bi-Real Net and ReActNet blocks exactly as the zoo builds them (real-valued shortcuts,
+    approx_sign / magnitude-aware weights, 2×2 average-pool shortcuts, RSign and RPReLU
+    shifts, channel doubling by concatenation), on an 8×8 input."""
+    from kbnn.zoo import imagenet
+
+    inputs = tf.keras.Input((8, 8, 3))
+    x = tf.keras.layers.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = tf.keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = imagenet._bireal_block(x, 16, 1, "batchnorm", "bireal1")
+    x = imagenet._bireal_block(x, 32, 2, "batchnorm", "bireal2")
+    x = imagenet._reactnet_block(x, 32, 1, "batchnorm", "react1")
+    x = imagenet._reactnet_block(x, 64, 2, "batchnorm", "react2")
+    x = tf.keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = _randomize(tf.keras.Model(inputs, tf.keras.layers.Dense(10, name="logits")(x)))
+    rng = np.random.default_rng(2)
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.PReLU):
+            layer.alpha.assign(rng.uniform(-0.5, 0.5, layer.alpha.shape))
+        if isinstance(layer, tf.keras.layers.BatchNormalization):  # outputs of order 1
+            conv = layer._inbound_nodes[0].inbound_layers
+            fan_in = np.prod(conv.kernel.shape[:-1])
+            layer.moving_variance.assign(layer.moving_variance * fan_in)
+            layer.moving_mean.assign(layer.moving_mean * np.sqrt(fan_in))
+    return model
+
+
+def test_residual_binary_blocks_agree_tightly_away_from_sign_ties():
+    """On samples whose sign inputs are all ≥ 1e-4 (relative) from 0 — far outside the float
+    rounding of Keras and LCE — the converted Bi-Real/ReActNet blocks match Keras to float
+    tolerance; the zoo models' random-weight disagreements are sign ties only."""
+    model = _residual_binary_model()
+    x = _inputs(model, samples=400)
+    margins = converters.sign_margins(model, x)
+    clean = x[margins >= 1e-4]
+    assert len(clean) >= 100, np.sort(margins)[::40]
+    conversion = converters.convert(model, verify_with=clean, allow_unknown_layers=True)
+    assert conversion.ops.get("LceBconv2d") == 7
+    report = conversion.verification
+    assert report.argmax_agreement == 1.0
+    assert report.max_abs_diff <= report.outputs[0].tolerance

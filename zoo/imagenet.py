@@ -136,6 +136,19 @@ def _stages(filters=64):
     return out
 
 
+def _bireal_block(x, filters, stride, bn, name):
+    """`x + BN(bconv3x3(approx_sign(x)))` with magnitude-aware weights; the shortcut is the
+    `_downsample` of x when the shape changes."""
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _downsample(x, filters, bn, f"{name}_shortcut")
+    y = blocks.binary_conv(filters, 3, strides=stride, name=f"{name}_conv",
+                           input_quantizer="approx_sign",
+                           kernel_quantizer="magnitude_aware_sign")(x)
+    y = _bn(bn, f"{name}_bn", momentum=0.8)(y)
+    return tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
+
+
 @register(
     paper="Liu et al., Bi-Real Net, ECCV 2018 (arXiv:1808.00278)",
     bits="W1A1 (float stem, shortcuts and classifier)",
@@ -152,14 +165,7 @@ def birealnet18(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, inc
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x = _stem(inputs, bn)
     for i, (filters, stride) in enumerate(_stages(), start=1):
-        shortcut = x
-        if stride != 1 or x.shape[-1] != filters:
-            shortcut = _downsample(x, filters, bn, f"block{i}_shortcut")
-        y = blocks.binary_conv(filters, 3, strides=stride, name=f"block{i}_conv",
-                               input_quantizer="approx_sign",
-                               kernel_quantizer="magnitude_aware_sign")(x)
-        y = _bn(bn, f"block{i}_bn", momentum=0.8)(y)
-        x = tf.keras.layers.Add(name=f"block{i}_add")([y, shortcut])
+        x = _bireal_block(x, filters, stride, bn, f"block{i}")
     if include_top:
         x = _classifier(x, num_classes)
     return tf.keras.Model(inputs, x, name="birealnet18")
