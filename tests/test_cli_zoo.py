@@ -56,9 +56,11 @@ def test_train_writes_checkpoint_logs_and_curves_then_evaluates(tmp_path, capsys
     assert code == 0
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed
-    for name in ("model.keras", "training_log.csv", "training_curves.png", "run.json"):
+    for name in ("model.keras", "training_log.csv", "training_curves.png", "run.json",
+                 "weight_histograms.png"):
         assert (out_dir / name).is_file(), name
-    assert (out_dir / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for png in ("training_curves.png", "weight_histograms.png"):
+        assert (out_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert any((out_dir / "tensorboard").rglob("events.out.tfevents.*"))
     with open(out_dir / "training_log.csv") as handle:
         rows = list(csv.DictReader(handle))

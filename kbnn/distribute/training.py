@@ -44,6 +44,7 @@ CSV_NAME = "training_log.csv"
 CURVES_NAME = "training_curves.png"
 TENSORBOARD_DIR = "tensorboard"
 RUN_INFO_NAME = "run.json"
+HISTOGRAMS_NAME = "weight_histograms.png"
 
 
 def scale_learning_rate(learning_rate: float, *, global_batch_size: int,
@@ -208,6 +209,15 @@ def _write_run_info(path: pathlib.Path, **info) -> None:
     _atomic_write(path, (json.dumps(info, indent=2) + "\n").encode())
 
 
+def _plot_weights(model, path: pathlib.Path) -> None:
+    """Latent vs quantized weight histograms of the best checkpoint (models without quantized
+    kernels have none)."""
+    from kbnn.plotting import _quantized_kernel_layers, plot_weight_histograms
+
+    if _quantized_kernel_layers(model):
+        plot_weight_histograms(model, path)
+
+
 def _check_positive(name, value, allow_none=True):
     if value is None and allow_none:
         return
@@ -273,8 +283,9 @@ def train(
 
     Writes (chief) into `output`: `model.keras` (best validation accuracy, atomically),
     `training_log.csv` (appended to when resuming from a backup), `tensorboard/`,
-    `training_curves.png` (`kbnn.plotting.plot_training_curves`) and `run.json` (the
-    arguments, replicas and seconds).
+    `training_curves.png` (`kbnn.plotting.plot_training_curves`), `weight_histograms.png`
+    (latent vs quantized weights of the best checkpoint, `plot_weight_histograms`) and
+    `run.json` (the arguments, replicas and seconds).
     """
     from kbnn.zoo import registry
     from kbnn.zoo.training import (
@@ -389,6 +400,7 @@ def train(
                         seed=seed, steps_per_epoch=steps, epochs_run=list(history.epoch),
                         seconds=round(seconds, 1))
         best = tf.keras.models.load_model(checkpoint)
+        _plot_weights(best, output / HISTOGRAMS_NAME)
         if evaluate_test and spec.dataset == "mnist" and datasets is None:
             from kbnn.zoo.evaluation import evaluate_mnist
 
