@@ -94,5 +94,5 @@ def final_flip_ratios(csv_path) -> dict[str, float]:
     if not rows:
         return {}
     last = rows[-1]
-    return {key.split("/", 1)[1]: round(float(value), 6) for key, value in last.items()
+    return {key.split("/", 1)[1]: float(f"{float(value):.4g}") for key, value in last.items()
             if key.startswith("flip_ratio/") and value not in ("", "NA")}
