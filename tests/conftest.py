@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,3 +45,28 @@ def _seed_and_clear():
     tf.keras.utils.set_random_seed(1234)
     np.random.seed(1234)
     yield
+
+
+@pytest.fixture(scope="session")
+def run_fresh_python():
+    """`run(script_path, *args, timeout)` → combined stdout/stderr of `script_path` run in a new
+    interpreter (logical devices and TF_CONFIG must be set before TensorFlow initialises), with
+    TF_CONFIG removed; the whole process group is killed if it outlives `timeout`, and a
+    non-zero exit fails the test with the output's tail."""
+
+    def run(script_path, *args, timeout):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        env.pop("TF_CONFIG", None)
+        process = subprocess.Popen([sys.executable, str(script_path), *map(str, args)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, 9)
+                process.wait()
+        assert process.returncode == 0, output[-4000:]
+        return output
+
+    return run

@@ -17,7 +17,6 @@ tolerance tests the distribution itself.
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import textwrap
 
@@ -146,20 +145,10 @@ def _env():
     return env
 
 
-def _run_script(script: str, *args, tmp_path):
+def _run_script(run, script: str, *args, tmp_path):
     path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(script))
-    process = subprocess.Popen([sys.executable, str(path), *args], env=_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait()
-    assert process.returncode == 0, output[-4000:]
-    return output
+    return run(path, *args, timeout=TIMEOUT_S)
 
 
 def _weights(path):
@@ -180,7 +169,7 @@ def _shift_bn_synchronizable():
     return "synchronized" in inspect.signature(ShiftBatchNormalization.__init__).parameters
 
 
-def test_mirrored_two_cpus_matches_single_device(tmp_path):
+def test_mirrored_two_cpus_matches_single_device(tmp_path, run_fresh_python):
     """MirroredStrategy over 2 logical CPUs = one device on the same global batch, for every
     optimizer; per-replica BN statistics (no sync) do not; DoReFa's gradient max is per example."""
     cases = [{"name": opt, "optimizer": opt, "bn": "batchnorm", "sync": True}
@@ -190,7 +179,8 @@ def test_mirrored_two_cpus_matches_single_device(tmp_path):
     if _shift_bn_synchronizable():
         cases.append({"name": "shift_adamax-sbn", "optimizer": "shift_adamax", "bn": "shift",
                       "sync": True})
-    output = _run_script(MIRRORED_SCRIPT, str(tmp_path), json.dumps(cases), tmp_path=tmp_path)
+    output = _run_script(run_fresh_python, MIRRORED_SCRIPT, str(tmp_path), json.dumps(cases),
+                         tmp_path=tmp_path)
     report = json.loads(output.split("REPORT ", 1)[1].splitlines()[0])
 
     for case in cases:
@@ -227,7 +217,8 @@ def test_mirrored_two_cpus_matches_single_device(tmp_path):
             assert np.max(np.abs(g[i] - c[i])) <= 2 * m / n * (1 + 1e-5)
 
 
-def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path):
+def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path,
+                                                                  run_fresh_python):
     """Two MultiWorkerMirroredStrategy workers on 127.0.0.1: one is killed after epoch 2 of 3,
     the cluster is restarted, BackupAndRestore resumes at epoch 3; both workers end with the
     same weights, equal to uninterrupted single-device training on the same global batches."""
@@ -260,7 +251,8 @@ def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path):
     assert _max_diff(worker0, worker1) == 0.0
     assert not (cluster / "run" / "backup" / "chief").exists()  # deleted after a clean finish
 
-    _run_script(WORKER_SCRIPT, json.dumps({"out": str(single), "run_dir": str(single / "run")}),
+    _run_script(run_fresh_python, WORKER_SCRIPT,
+                json.dumps({"out": str(single), "run_dir": str(single / "run")}),
                 tmp_path=tmp_path)
     reference = _weights(single / "weights0.npz")
     assert json.loads((single / "result0.json").read_text())["epochs_run"] == [0, 1, 2]

@@ -7,9 +7,6 @@ whole global batch (synchronized) or on each replica's half (unsynchronized).
 """
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
@@ -83,7 +80,7 @@ print("DONE")
 
 
 @pytest.fixture(scope="module")
-def mirrored(tmp_path_factory):
+def mirrored(tmp_path_factory, run_fresh_python):
     """Inputs per case, and what the 2-replica run computed on them (per replica)."""
     out = tmp_path_factory.mktemp("sync_bn")
     rng = np.random.default_rng(0)
@@ -106,19 +103,9 @@ def mirrored(tmp_path_factory):
 
     script = out / "script.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("TF_CONFIG", None)
-    args = [str(out), json.dumps(CASES), str(MOMENTUM), str(EPSILON), str(STEPS)]
-    process = subprocess.Popen([sys.executable, str(script), *args], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, 9)
-            process.wait()
-    assert process.returncode == 0 and "DONE" in output, output[-4000:]
+    output = run_fresh_python(script, out, json.dumps(CASES), MOMENTUM, EPSILON, STEPS,
+                              timeout=TIMEOUT_S)
+    assert "DONE" in output, output[-4000:]
 
     def load(name, mode):
         with np.load(out / f"{name}-{mode}.npz") as data:

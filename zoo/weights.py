@@ -165,22 +165,14 @@ def _short_name(layer, variable) -> str:
 def _layer_variables(model):
     """(layer, short variable name, variable) for every weight, in layer order."""
     seen = set()
-    for layer in _flat_layers(model):
+    from kbnn.analysis import iter_layers
+
+    for layer in iter_layers(model):
         for variable in layer.weights:
             if id(variable) in seen:
                 continue
             seen.add(id(variable))
             yield layer, _short_name(layer, variable), variable
-
-
-def _flat_layers(model):
-    import tensorflow as tf
-
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            yield from _flat_layers(layer)
-        else:
-            yield layer
 
 
 def _encode_kernel(q: np.ndarray):
