@@ -75,4 +75,4 @@ def spec(name: str) -> ModelSpec:
 
 def _load_definitions() -> None:
     """Import the definition modules (they register on import)."""
-    from kbnn.zoo import cifar, imagenet, mnist  # noqa: F401
+    from kbnn.zoo import cifar, imagenet, mcu, mnist  # noqa: F401
