@@ -222,129 +222,134 @@ def _count(value: int, data: bytes, what: str) -> int:
     return value
 
 
+def _text(value) -> str:
+    return (value or b"").decode("utf-8", "replace")
+
+
+def _vector(length: int, get, data: bytes, what: str) -> tuple[int, ...]:
+    """A flatbuffer int vector as a tuple, its length checked against the file size."""
+    return tuple(int(get(j)) for j in range(_count(length, data, what)))
+
+
 def _parse(data: bytes) -> FlatbufferModel:
     model = schema.Model.GetRootAsModel(data, 0)
-    codes = []
-    for i in range(_count(model.OperatorCodesLength(), data, "operator code")):
-        code = model.OperatorCodes(i)
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        if builtin == _CUSTOM:
-            custom = code.CustomCode()
-            codes.append(((custom or b"").decode("utf-8", "replace") or "CUSTOM", True))
-        else:
-            codes.append((_BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), False))
-
-    buffers = []
-    for i in range(_count(model.BuffersLength(), data, "buffer")):
-        buffer = model.Buffers(i)
-        offset, size = buffer.Offset(), buffer.Size()
-        if offset > 1 and size:
-            if offset + size > len(data):
-                raise FlatbufferError(
-                    "corrupt or truncated TFLite flatbuffer: buffer beyond the end."
-                )
-            buffers.append((offset, size))
-            continue
-        length = _count(buffer.DataLength(), data, "buffer byte")
-        if length:
-            start = buffer._tab.Vector(buffer._tab.Offset(4))
-            if start + length > len(data):
-                raise FlatbufferError(
-                    "corrupt or truncated TFLite flatbuffer: buffer beyond the end."
-                )
-            buffers.append((start, length))
-        else:
-            buffers.append((0, 0))
-
-    subgraphs = []
-    for s in range(_count(model.SubgraphsLength(), data, "subgraph")):
-        graph = model.Subgraphs(s)
-        tensors = []
-        for t in range(_count(graph.TensorsLength(), data, "tensor")):
-            tensor = graph.Tensors(t)
-            shape = tuple(
-                int(tensor.Shape(j)) for j in range(_count(tensor.ShapeLength(), data, "dimension"))
-            )
-            type_code = tensor.Type()
-            buffer_index = tensor.Buffer()
-            nbytes = buffers[buffer_index][1] if 0 <= buffer_index < len(buffers) else 0
-            quantization = tensor.Quantization()
-            quantized = bool(quantization is not None and quantization.ScaleLength())
-            tensors.append(
-                Tensor(
-                    index=t,
-                    name=(tensor.Name() or b"").decode("utf-8", "replace"),
-                    shape=shape,
-                    dtype_code=type_code,
-                    buffer=buffer_index,
-                    nbytes=nbytes,
-                    quantized=quantized,
-                )
-            )
-        operators = []
-        for o in range(_count(graph.OperatorsLength(), data, "operator")):
-            op = graph.Operators(o)
-            index = op.OpcodeIndex()
-            if not 0 <= index < len(codes):
-                raise FlatbufferError(
-                    f"corrupt TFLite flatbuffer: operator {o} has opcode {index}."
-                )
-            name, custom = codes[index]
-            inputs = tuple(
-                int(op.Inputs(j)) for j in range(_count(op.InputsLength(), data, "input"))
-            )
-            outputs = tuple(
-                int(op.Outputs(j)) for j in range(_count(op.OutputsLength(), data, "output"))
-            )
-            for tensor_index in inputs + outputs:
-                if tensor_index >= len(tensors) or tensor_index < -1:
-                    raise FlatbufferError(
-                        f"corrupt TFLite flatbuffer: operator {o} uses tensor {tensor_index}."
-                    )
-            operators.append(Operator(o, name, inputs, outputs, custom))
-        graph_inputs = tuple(
-            int(graph.Inputs(j)) for j in range(_count(graph.InputsLength(), data, "input"))
-        )
-        graph_outputs = tuple(
-            int(graph.Outputs(j)) for j in range(_count(graph.OutputsLength(), data, "output"))
-        )
-        subgraphs.append(
-            Subgraph(
-                name=(graph.Name() or b"").decode("utf-8", "replace"),
-                tensors=tensors,
-                operators=operators,
-                inputs=graph_inputs,
-                outputs=graph_outputs,
-            )
-        )
+    codes = _parse_operator_codes(model, data)
+    buffers = [
+        _parse_buffer(model.Buffers(i), data)
+        for i in range(_count(model.BuffersLength(), data, "buffer"))
+    ]
+    subgraphs = [
+        _parse_subgraph(model.Subgraphs(s), codes, buffers, data)
+        for s in range(_count(model.SubgraphsLength(), data, "subgraph"))
+    ]
     if not subgraphs:
         raise FlatbufferError("TFLite flatbuffer has no subgraph.")
-    description = (model.Description() or b"").decode("utf-8", "replace")
-    signatures = []
-    for i in range(_count(model.SignatureDefsLength(), data, "signature")):
-        definition = model.SignatureDefs(i)
-        maps = []
-        for length, get in (
-            (definition.InputsLength(), definition.Inputs),
-            (definition.OutputsLength(), definition.Outputs),
-        ):
-            maps.append(
-                {
-                    (get(j).Name() or b"").decode("utf-8", "replace"): int(get(j).TensorIndex())
-                    for j in range(_count(length, data, "signature entry"))
-                }
-            )
-        key = (definition.SignatureKey() or b"").decode("utf-8", "replace")
-        signatures.append(Signature(key, maps[0], maps[1]))
+    signatures = [
+        _parse_signature(model.SignatureDefs(i), data)
+        for i in range(_count(model.SignatureDefsLength(), data, "signature"))
+    ]
     return FlatbufferModel(
         size=len(data),
         version=int(model.Version()),
-        description=description,
+        description=_text(model.Description()),
         subgraphs=subgraphs,
         signatures=signatures,
         _buffers=buffers,
         _data=data,
     )
+
+
+def _parse_operator_codes(model, data: bytes) -> list[tuple[str, bool]]:
+    """(name, is_custom) of every OperatorCode table."""
+    codes = []
+    for i in range(_count(model.OperatorCodesLength(), data, "operator code")):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == _CUSTOM:
+            codes.append((_text(code.CustomCode()) or "CUSTOM", True))
+        else:
+            codes.append((_BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}"), False))
+    return codes
+
+
+def _parse_buffer(buffer, data: bytes) -> tuple[int, int]:
+    """(start, size) of one Buffer table's bytes in `data` (external offset or inline vector)."""
+    offset, size = buffer.Offset(), buffer.Size()
+    if offset > 1 and size:
+        if offset + size > len(data):
+            raise FlatbufferError("corrupt or truncated TFLite flatbuffer: buffer beyond the end.")
+        return offset, size
+    length = _count(buffer.DataLength(), data, "buffer byte")
+    if not length:
+        return 0, 0
+    start = buffer._tab.Vector(buffer._tab.Offset(4))
+    if start + length > len(data):
+        raise FlatbufferError("corrupt or truncated TFLite flatbuffer: buffer beyond the end.")
+    return start, length
+
+
+def _parse_tensor(tensor, index: int, buffers, data: bytes) -> Tensor:
+    shape = _vector(tensor.ShapeLength(), tensor.Shape, data, "dimension")
+    buffer_index = tensor.Buffer()
+    nbytes = buffers[buffer_index][1] if 0 <= buffer_index < len(buffers) else 0
+    quantization = tensor.Quantization()
+    return Tensor(
+        index=index,
+        name=_text(tensor.Name()),
+        shape=shape,
+        dtype_code=tensor.Type(),
+        buffer=buffer_index,
+        nbytes=nbytes,
+        quantized=bool(quantization is not None and quantization.ScaleLength()),
+    )
+
+
+def _parse_operator(op, index: int, codes, n_tensors: int, data: bytes) -> Operator:
+    code = op.OpcodeIndex()
+    if not 0 <= code < len(codes):
+        raise FlatbufferError(f"corrupt TFLite flatbuffer: operator {index} has opcode {code}.")
+    name, custom = codes[code]
+    inputs = _vector(op.InputsLength(), op.Inputs, data, "input")
+    outputs = _vector(op.OutputsLength(), op.Outputs, data, "output")
+    for tensor_index in inputs + outputs:
+        if tensor_index >= n_tensors or tensor_index < -1:
+            raise FlatbufferError(
+                f"corrupt TFLite flatbuffer: operator {index} uses tensor {tensor_index}."
+            )
+    return Operator(index, name, inputs, outputs, custom)
+
+
+def _parse_subgraph(graph, codes, buffers, data: bytes) -> Subgraph:
+    tensors = [
+        _parse_tensor(graph.Tensors(t), t, buffers, data)
+        for t in range(_count(graph.TensorsLength(), data, "tensor"))
+    ]
+    operators = [
+        _parse_operator(graph.Operators(o), o, codes, len(tensors), data)
+        for o in range(_count(graph.OperatorsLength(), data, "operator"))
+    ]
+    return Subgraph(
+        name=_text(graph.Name()),
+        tensors=tensors,
+        operators=operators,
+        inputs=_vector(graph.InputsLength(), graph.Inputs, data, "input"),
+        outputs=_vector(graph.OutputsLength(), graph.Outputs, data, "output"),
+    )
+
+
+def _parse_signature(definition, data: bytes) -> Signature:
+    maps = []
+    for length, get in (
+        (definition.InputsLength(), definition.Inputs),
+        (definition.OutputsLength(), definition.Outputs),
+    ):
+        maps.append(
+            {
+                _text(get(j).Name()): int(get(j).TensorIndex())
+                for j in range(_count(length, data, "signature entry"))
+            }
+        )
+    return Signature(_text(definition.SignatureKey()), maps[0], maps[1])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""Pass 6: BatchNormalization after a plane sum or CombineBitPlanes → folded into it."""
+
+from __future__ import annotations
+
+from kbnn.converters.graph import clone_layer, consumers, flatten, producer, rebuild
+from kbnn.converters.layers import CombineBitPlanes
+from kbnn.converters.passes._common import (
+    acts_on_last_axis,
+    batchnorm_affine,
+    call_with_weights,
+    conv_like,
+    copy_quantizer,
+    is_batchnorm,
+    is_linear,
+    latent_value,
+    layer_bias,
+    single_input,
+)
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+L = tf.keras.layers
+
+
+def fold_batchnorm(model):
+    """Fold a BatchNormalization (m·x + c) that follows a sum of binary convolutions into
+    their kernels (±α·m is still ±α' per channel) and the first one's bias, or into a
+    `CombineBitPlanes`' multiplier and bias. A BN after a single convolution is left to LCE."""
+    model = flatten(model)
+    uses = consumers(model)
+    combine_targets: dict[str, tf.keras.layers.Layer] = {}
+    plane_targets: dict[str, tuple[tf.keras.layers.Layer, bool]] = {}
+    removed: set[str] = set()
+    for bn in model.layers:
+        if not is_batchnorm(bn) or len(bn._inbound_nodes) != 1:
+            continue
+        if not acts_on_last_axis(bn, len(bn.input_shape)):
+            continue
+        source = producer(bn._inbound_nodes[0].keras_inputs[0])
+        if source is None or uses.get(source.name) != [bn.name]:
+            continue
+        if len(source._inbound_nodes) != 1:
+            continue
+        if isinstance(source, CombineBitPlanes):
+            combine_targets[source.name] = bn
+            removed.add(bn.name)
+            continue
+        if not isinstance(source, L.Add):
+            continue
+        convs = [producer(t) for t in source._inbound_nodes[0].keras_inputs]
+        if all(_foldable_plane(conv, source.name, uses) for conv in convs):
+            for index, conv in enumerate(convs):
+                plane_targets[conv.name] = (bn, index == 0)
+            removed.add(bn.name)
+    if not removed:
+        return model
+
+    def replace(layer, args, kwargs):
+        if layer.name in removed:
+            return single_input(args)
+        if layer.name in combine_targets:
+            multiplier, offset = batchnorm_affine(combine_targets[layer.name])
+            old_multiplier, old_bias = layer.get_weights()
+            combine = clone_layer(layer)
+            return call_with_weights(
+                combine,
+                single_input(args),
+                [old_multiplier * multiplier, old_bias * multiplier + offset],
+            )
+        if layer.name in plane_targets:
+            bn, first = plane_targets[layer.name]
+            multiplier, offset = batchnorm_affine(bn)
+            kernel = latent_value(layer.kernel) * multiplier
+            bias = layer_bias(layer)
+            bias = np.zeros(layer.filters) if bias is None else bias * multiplier
+            if first:
+                bias = bias + offset
+            use_bias = first or layer.use_bias
+            conv = conv_like(
+                layer,
+                name=layer.name,
+                input_quantizer=copy_quantizer(layer.input_quantizer),
+                kernel_quantizer=None,
+                pad_values=layer.pad_values,
+                use_bias=use_bias,
+            )
+            return call_with_weights(
+                conv, single_input(args), [kernel, bias] if use_bias else [kernel]
+            )
+        return None
+
+    return rebuild(model, replace)
+
+
+def _foldable_plane(layer, sum_name: str, uses) -> bool:
+    return (
+        isinstance(layer, lq.layers.QuantConv2D)
+        and type(layer) is lq.layers.QuantConv2D
+        and layer.kernel_quantizer is None
+        and is_linear(layer)
+        and uses.get(layer.name) == [sum_name]
+        and len(layer._inbound_nodes) == 1
+    )

@@ -1,0 +1,76 @@
+"""Pass 3: quantized Dense → Reshape + 1×1 QuantConv2D + Reshape (LCE lowers only convolutions)."""
+
+from __future__ import annotations
+
+from kbnn.converters.graph import flatten, rebuild
+from kbnn.converters.passes._common import (
+    Namer,
+    apply_activation,
+    call_with_weights,
+    copy_quantizer,
+    latent_value,
+    layer_bias,
+    single_input,
+)
+from kbnn.converters.plan import plan_layer
+
+import larq as lq
+import numpy as np
+import tensorflow as tf
+
+L = tf.keras.layers
+
+
+def dense_to_conv(model):
+    """Quantized Dense (units U) on inputs (N, …, F) → Reshape (N, 1, T, F) → 1×1 QuantConv2D
+    with the same quantizers and kernel (1, 1, F, U) → Reshape (N, …, U). Applied to every
+    dense layer that `plan_layer` lowers to binary kernels."""
+    model = flatten(model)
+    targets = {}
+    for layer in model.layers:
+        plan = plan_layer(layer)
+        if plan is None or plan.action not in ("bconv", "planes"):
+            continue
+        if isinstance(layer, lq.layers.QuantDense) and _kernel_reshape_safe(layer):
+            targets[layer.name] = layer
+    if not targets:
+        return model
+    name = Namer(model)
+
+    def replace(layer, args, kwargs):
+        if layer.name not in targets:
+            return None
+        inputs = single_input(args)
+        in_shape = inputs.shape.as_list()
+        features, units = in_shape[-1], layer.units
+        middle = in_shape[1:-1]
+        positions = int(np.prod(middle)) if middle else 1
+        image = L.Reshape((1, positions, features), name=name(layer.name, "to_image"))(inputs)
+        conv = lq.layers.QuantConv2D(
+            units,
+            1,
+            use_bias=layer.use_bias,
+            input_quantizer=copy_quantizer(layer.input_quantizer),
+            kernel_quantizer=copy_quantizer(layer.kernel_quantizer),
+            kernel_constraint=layer.kernel_constraint,
+            name=name(layer.name, "conv1x1"),
+        )
+        weights = [latent_value(layer.kernel).reshape(1, 1, features, units)]
+        if layer.use_bias:
+            weights.append(layer_bias(layer))
+        outputs = call_with_weights(conv, image, weights)
+        outputs = L.Reshape(tuple(middle) + (units,), name=name(layer.name, "from_image"))(outputs)
+        return apply_activation(layer, outputs, name(layer.name, "activation"))
+
+    return rebuild(model, replace)
+
+
+def _kernel_reshape_safe(layer) -> bool:
+    """q(W) reshaped to 1×1×F×U equals q(W reshaped): the quantizer only sees the last axis."""
+    quantizer = layer.kernel_quantizer
+    if quantizer is None:
+        return True
+    kernel = latent_value(layer.kernel)
+    flat = np.asarray(quantizer(tf.constant(kernel)))
+    image = np.asarray(quantizer(tf.constant(kernel[None, None])))
+    return np.array_equal(flat[None, None], image)

@@ -1,0 +1,50 @@
+"""Pass 7: layers left in float get q(W) frozen as a plain float kernel."""
+
+from __future__ import annotations
+
+from kbnn.converters.graph import flatten, rebuild
+from kbnn.converters.passes._common import (
+    call_with_weights,
+    quantized_weights,
+    single_input,
+    strip_quantizers,
+)
+from kbnn.converters.plan import plan_layer
+
+
+def freeze_float_fallbacks(model):
+    """Layers `plan_layer` sends to the float fallback keep their input quantizer but get q(W)
+    as a plain float kernel (no kernel quantizer), so what LCE stores is exactly what Keras
+    multiplies with."""
+    model = flatten(model)
+    targets = set()
+    for layer in model.layers:
+        plan = plan_layer(layer)
+        if (
+            plan is not None
+            and plan.action == "float"
+            and _weight_quantizers(layer)
+            and not getattr(layer, "xnor_input_scaling", False)
+        ):
+            targets.add(layer.name)
+    if not targets:
+        return model
+
+    def replace(layer, args, kwargs):
+        if layer.name not in targets:
+            return None
+        return call_with_weights(
+            strip_quantizers(layer, keep_input_quantizer=True),
+            single_input(args),
+            quantized_weights(layer),
+        )
+
+    return rebuild(model, replace)
+
+
+def _weight_quantizers(layer) -> list[str]:
+    return [
+        key
+        for key in ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
+        if getattr(layer, key, None) is not None
+    ]
