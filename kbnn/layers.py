@@ -22,6 +22,7 @@ import threading
 
 from kbnn import quantizers
 from kbnn.math import check_bits
+from kbnn.normalization import ShiftBatchNormalization  # noqa: F401  (re-exported)
 
 import larq as lq
 import tensorflow as tf
@@ -40,19 +41,18 @@ from larq.layers import (  # noqa: F401  (re-exported)
 )
 from larq.quantizers import DoReFa, SteHeaviside, SteSign
 
-try:  # written by the BinaryNet-training helper; optional until it lands
-    from kbnn.normalization import ShiftBatchNormalization  # noqa: F401
-except ImportError:  # pragma: no cover - only while kbnn.normalization does not exist
-    pass
-
 __all__ = [
     "BinaryConv2D",
     "BinaryDense",
     "DorefaConv2D",
     "DorefaDense",
+    "DorefaPreset",
     "FiveLevelConv2D",
     "FiveLevelDense",
     "GradientQuantizer",
+    "PRESET",
+    "PresetConv2D",
+    "PresetDense",
     "QuantConv1D",
     "QuantConv2D",
     "QuantConv2DTranspose",
@@ -69,7 +69,6 @@ __all__ = [
     "TernaryConv2D",
     "TernaryDense",
 ]
-
 
 
 def _register(cls):
@@ -135,12 +134,106 @@ class ReplicaSafePadding:
 
 
 # --------------------------------------------------------------------------------------------
+# Presets: one base per layer kind, the defaults as class attributes
+# --------------------------------------------------------------------------------------------
+
+
+class _Preset:
+    """Marks a quantizer argument left out: the preset's class-level default applies."""
+
+    def __repr__(self):
+        return "<preset default>"
+
+
+PRESET = _Preset()
+
+
+class _QuantizerPreset:
+    """Class-level quantizer defaults; `None` passed explicitly means no quantizer."""
+
+    default_input_quantizer = None
+    default_kernel_quantizer = None
+
+    def _preset_quantizers(self, input_quantizer, kernel_quantizer):
+        if input_quantizer is PRESET:
+            input_quantizer = self.default_input_quantizer
+        if kernel_quantizer is PRESET:
+            kernel_quantizer = self.default_kernel_quantizer
+        return quantizers.get(input_quantizer), quantizers.get(kernel_quantizer)
+
+
+class PresetConv2D(_QuantizerPreset, ReplicaSafePadding, QuantConv2D):
+    """`QuantConv2D` with the preset's quantizers, weight clipping and no bias by default.
+
+    # Arguments
+        pad_values: value of SAME padding; None picks +1 for ±1 inputs, 0 otherwise.
+        Everything else as `larq.layers.QuantConv2D`.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        *,
+        input_quantizer=PRESET,
+        kernel_quantizer=PRESET,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        pad_values=None,
+        **kwargs,
+    ):
+        input_quantizer, kernel_quantizer = self._preset_quantizers(
+            input_quantizer, kernel_quantizer
+        )
+        super().__init__(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            pad_values=_default_pad_value(input_quantizer, pad_values),
+            input_quantizer=input_quantizer,
+            kernel_quantizer=kernel_quantizer,
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+
+class PresetDense(_QuantizerPreset, QuantDense):
+    """`QuantDense` with the preset's quantizers, weight clipping and no bias by default."""
+
+    def __init__(
+        self,
+        units,
+        *,
+        input_quantizer=PRESET,
+        kernel_quantizer=PRESET,
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        **kwargs,
+    ):
+        input_quantizer, kernel_quantizer = self._preset_quantizers(
+            input_quantizer, kernel_quantizer
+        )
+        super().__init__(
+            units,
+            input_quantizer=input_quantizer,
+            kernel_quantizer=kernel_quantizer,
+            kernel_constraint=kernel_constraint,
+            use_bias=use_bias,
+            **kwargs,
+        )
+
+
+# --------------------------------------------------------------------------------------------
 # Binary
 # --------------------------------------------------------------------------------------------
 
 
 @_register
-class BinaryConv2D(ReplicaSafePadding, QuantConv2D):
+class BinaryConv2D(PresetConv2D):
     r"""Binary convolution (BinaryNet, Courbariaux, Hubara et al. 2016): sign(x) ⊛ sign(W).
 
     Latent weights are clipped to [−1, 1]. For a first layer with real-valued inputs pass
@@ -153,41 +246,17 @@ class BinaryConv2D(ReplicaSafePadding, QuantConv2D):
     `kernel_quantizer="xnor_weight"` for the full XNOR-Net layer I ⊛ W ≈ (sign(I) ⊛ sign(W)) ⊙ Kα.
 
     # Arguments
-        pad_values: value of SAME padding; None picks +1 for ±1 inputs, 0 otherwise.
         xnor_input_scaling: multiply the output by XNOR-Net's K (channels_last only).
-        Everything else as `larq.layers.QuantConv2D`.
+        Everything else as `PresetConv2D`.
     """
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=(1, 1),
-        padding="valid",
-        *,
-        input_quantizer="ste_sign",
-        kernel_quantizer="ste_sign",
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        pad_values=None,
-        xnor_input_scaling=False,
-        **kwargs,
-    ):
-        input_quantizer = quantizers.get(input_quantizer)
+    default_input_quantizer = "ste_sign"
+    default_kernel_quantizer = "ste_sign"
+
+    def __init__(self, *args, xnor_input_scaling=False, **kwargs):
         self.xnor_input_scaling = bool(xnor_input_scaling)
         self._xnor_scale = None
-        super().__init__(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            pad_values=_default_pad_value(input_quantizer, pad_values),
-            input_quantizer=input_quantizer,
-            kernel_quantizer=quantizers.get(kernel_quantizer),
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
-            **kwargs,
-        )
+        super().__init__(*args, **kwargs)
         if self.xnor_input_scaling and self.data_format != "channels_last":
             raise ValueError("`xnor_input_scaling` supports only data_format='channels_last'.")
 
@@ -221,30 +290,14 @@ class BinaryConv2D(ReplicaSafePadding, QuantConv2D):
 
 
 @_register
-class BinaryDense(QuantDense):
+class BinaryDense(PresetDense):
     """Binary fully connected layer (BinaryNet): sign(x) · sign(W), latent W clipped to [−1, 1].
 
-    Arguments as `larq.layers.QuantDense`; `input_quantizer=None` for real-valued inputs.
+    `input_quantizer=None` for real-valued inputs.
     """
 
-    def __init__(
-        self,
-        units,
-        *,
-        input_quantizer="ste_sign",
-        kernel_quantizer="ste_sign",
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        **kwargs,
-    ):
-        super().__init__(
-            units,
-            input_quantizer=quantizers.get(input_quantizer),
-            kernel_quantizer=quantizers.get(kernel_quantizer),
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
-            **kwargs,
-        )
+    default_input_quantizer = "ste_sign"
+    default_kernel_quantizer = "ste_sign"
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,88 +305,29 @@ class BinaryDense(QuantDense):
 # --------------------------------------------------------------------------------------------
 
 
-class _WeightQuantConv2D(ReplicaSafePadding, QuantConv2D):
-    """QuantConv2D with a default kernel quantizer, float inputs and weight clipping."""
-
-    default_kernel_quantizer = None
-
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=(1, 1),
-        padding="valid",
-        *,
-        input_quantizer=None,
-        kernel_quantizer=None,
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        pad_values=None,
-        **kwargs,
-    ):
-        input_quantizer = quantizers.get(input_quantizer)
-        super().__init__(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            pad_values=_default_pad_value(input_quantizer, pad_values),
-            input_quantizer=input_quantizer,
-            kernel_quantizer=quantizers.get(kernel_quantizer or self.default_kernel_quantizer),
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
-            **kwargs,
-        )
-
-
-class _WeightQuantDense(QuantDense):
-    """QuantDense with a default kernel quantizer, float inputs and weight clipping."""
-
-    default_kernel_quantizer = None
-
-    def __init__(
-        self,
-        units,
-        *,
-        input_quantizer=None,
-        kernel_quantizer=None,
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        **kwargs,
-    ):
-        super().__init__(
-            units,
-            input_quantizer=quantizers.get(input_quantizer),
-            kernel_quantizer=quantizers.get(kernel_quantizer or self.default_kernel_quantizer),
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
-            **kwargs,
-        )
-
-
 @_register
-class TernaryConv2D(_WeightQuantConv2D):
+class TernaryConv2D(PresetConv2D):
     """Ternary-weight convolution (TWN, Li & Liu 2016): x ⊛ α·t, kernel quantizer `"twn"`."""
 
     default_kernel_quantizer = "twn"
 
 
 @_register
-class TernaryDense(_WeightQuantDense):
+class TernaryDense(PresetDense):
     """Ternary-weight fully connected layer (TWN): x · α·t, kernel quantizer `"twn"`."""
 
     default_kernel_quantizer = "twn"
 
 
 @_register
-class FiveLevelConv2D(_WeightQuantConv2D):
+class FiveLevelConv2D(PresetConv2D):
     """Five-level-weight convolution: x ⊛ α·t, t ∈ {−2..2}, kernel quantizer `"five_level"`."""
 
     default_kernel_quantizer = "five_level"
 
 
 @_register
-class FiveLevelDense(_WeightQuantDense):
+class FiveLevelDense(PresetDense):
     """Five-level-weight fully connected layer, kernel quantizer `"five_level"`."""
 
     default_kernel_quantizer = "five_level"
@@ -344,97 +338,51 @@ class FiveLevelDense(_WeightQuantDense):
 # --------------------------------------------------------------------------------------------
 
 
-def _dorefa_quantizers(bit_w, bit_a, kwargs):
-    check_bits(bit_w, "bit_w")
-    if bit_a is not None:
-        check_bits(bit_a, "bit_a")
-    for name in ("input_quantizer", "kernel_quantizer"):
-        if kwargs.pop(name, None) is not None:
-            raise ValueError(
-                f"`{name}` is set by `bit_w`/`bit_a` in DoReFa layers; use a Quant* layer "
-                "for other quantizers."
-            )
-    input_quantizer = None if bit_a is None else quantizers.DoReFaActivation(bit_a)
-    return input_quantizer, quantizers.DoReFaWeight(bit_w)
-
-
-def _dorefa_config(layer, config):
-    config.pop("input_quantizer", None)
-    config.pop("kernel_quantizer", None)
-    return {**config, "bit_w": layer.bit_w, "bit_a": layer.bit_a}
-
-
-@_register
-class DorefaConv2D(ReplicaSafePadding, QuantConv2D):
-    """DoReFa-Net convolution (Zhou et al. 2016): quantize_a(x) ⊛ quantize_w(W).
+class DorefaPreset:
+    """Mixin for a preset base: quantizers from `bit_w`/`bit_a`, saved as those two numbers.
 
     # Arguments
         bit_w: weight bits (`DoReFaWeight`, 1 = E|W|·sign(W)).
         bit_a: activation bits (`DoReFaActivation`, inputs clipped to [0, 1]); None keeps the
             input real-valued (first layer).
-        Everything else as `larq.layers.QuantConv2D`.
     """
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        strides=(1, 1),
-        padding="valid",
-        *,
-        bit_w=1,
-        bit_a=3,
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        pad_values=0.0,
-        **kwargs,
-    ):
-        input_quantizer, kernel_quantizer = _dorefa_quantizers(bit_w, bit_a, kwargs)
+    def __init__(self, *args, bit_w=1, bit_a=3, **kwargs):
+        check_bits(bit_w, "bit_w")
+        if bit_a is not None:
+            check_bits(bit_a, "bit_a")
+        for name in ("input_quantizer", "kernel_quantizer"):
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(
+                    f"`{name}` is set by `bit_w`/`bit_a` in DoReFa layers; use a Quant* layer "
+                    "for other quantizers."
+                )
         self.bit_w, self.bit_a = bit_w, bit_a
         super().__init__(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding=padding,
-            pad_values=pad_values,
-            input_quantizer=input_quantizer,
-            kernel_quantizer=kernel_quantizer,
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
+            *args,
+            input_quantizer=None if bit_a is None else quantizers.DoReFaActivation(bit_a),
+            kernel_quantizer=quantizers.DoReFaWeight(bit_w),
             **kwargs,
         )
 
     def get_config(self):
-        return _dorefa_config(self, super().get_config())
+        config = super().get_config()
+        config.pop("input_quantizer", None)
+        config.pop("kernel_quantizer", None)
+        return {**config, "bit_w": self.bit_w, "bit_a": self.bit_a}
 
 
 @_register
-class DorefaDense(QuantDense):
+class DorefaConv2D(DorefaPreset, PresetConv2D):
+    """DoReFa-Net convolution (Zhou et al. 2016): quantize_a(x) ⊛ quantize_w(W).
+
+    Arguments as `DorefaPreset` and `PresetConv2D` (SAME borders padded with 0).
+    """
+
+
+@_register
+class DorefaDense(DorefaPreset, PresetDense):
     """DoReFa-Net fully connected layer: quantize_a(x) · quantize_w(W); see `DorefaConv2D`."""
-
-    def __init__(
-        self,
-        units,
-        *,
-        bit_w=1,
-        bit_a=3,
-        kernel_constraint="weight_clip",
-        use_bias=False,
-        **kwargs,
-    ):
-        input_quantizer, kernel_quantizer = _dorefa_quantizers(bit_w, bit_a, kwargs)
-        self.bit_w, self.bit_a = bit_w, bit_a
-        super().__init__(
-            units,
-            input_quantizer=input_quantizer,
-            kernel_quantizer=kernel_quantizer,
-            kernel_constraint=kernel_constraint,
-            use_bias=use_bias,
-            **kwargs,
-        )
-
-    def get_config(self):
-        return _dorefa_config(self, super().get_config())
 
 
 # --------------------------------------------------------------------------------------------
