@@ -6,7 +6,7 @@ import pathlib
 import re
 from dataclasses import dataclass
 
-from kbnn.converters._io import write_atomic
+from kbnn._io import write_atomic
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {

@@ -13,6 +13,8 @@ import json
 import pathlib
 from importlib import resources
 
+from kbnn._io import write_atomic
+
 CARD_FIELDS = (
     "name",
     "weights_file",
@@ -45,19 +47,28 @@ def read_card(name: str) -> dict | None:
 
 
 def write_card(card: dict, folder=None) -> pathlib.Path:
-    """Write `card` as `<folder>/<name>.json` (temp file + rename); unknown keys are refused."""
-    from kbnn.zoo.weights import _atomic_write
+    """Write `card` as `<folder>/<name>.json` (atomically); unknown keys are refused."""
+    folder = pathlib.Path(folder) if folder else package_dir("cards")
+    path = card_path(card, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, card_text(card))
+    return path
 
+
+def card_path(card: dict, folder) -> pathlib.Path:
+    """Where `write_card(card, folder)` writes."""
+    if "name" not in card:
+        raise ValueError("a model card needs a 'name'")
+    return pathlib.Path(folder) / f"{card['name']}.json"
+
+
+def card_text(card: dict) -> str:
+    """The JSON text of `card` (fields in CARD_FIELDS order); unknown keys are refused."""
     unknown = set(card) - set(CARD_FIELDS)
     if unknown:
         raise ValueError(f"unknown model card fields {sorted(unknown)}; known: {CARD_FIELDS}")
-    if "name" not in card:
-        raise ValueError("a model card needs a 'name'")
-    folder = pathlib.Path(folder) if folder else package_dir("cards")
-    path = folder / f"{card['name']}.json"
     ordered = {key: card[key] for key in CARD_FIELDS if key in card}
-    _atomic_write(path, (json.dumps(ordered, indent=2) + "\n").encode())
-    return path
+    return json.dumps(ordered, indent=2) + "\n"
 
 
 def packaged_weights(name: str) -> pathlib.Path | None:

@@ -24,12 +24,12 @@ import io
 import json
 import os
 import pathlib
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn._io import atomic_path, write_atomic
 from kbnn.errors import KbnnError, ModelLoadError
 
 import numpy as np
@@ -126,26 +126,19 @@ def _download_to(response, target: pathlib.Path, sha256: str, url: str, total, p
     from tqdm.auto import tqdm
 
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, tqdm(
-            total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress
-        ) as bar:
-            for chunk in iter(lambda: response.read(_CHUNK), b""):
-                out.write(chunk)
-                digest.update(chunk)
-                bar.update(len(chunk))
+    with atomic_path(target) as tmp_name, open(tmp_name, "wb") as out, tqdm(
+        total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress
+    ) as bar:
+        for chunk in iter(lambda: response.read(_CHUNK), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            bar.update(len(chunk))
+        out.flush()
         if digest.hexdigest() != sha256:
             raise WeightsIntegrityError(
                 f"sha256 mismatch for weights downloaded from {url}: expected {sha256}, got "
                 f"{digest.hexdigest()} (corrupted or truncated download; nothing was cached)"
             )
-        os.chmod(tmp_name, _umask_mode())
-        os.replace(tmp_name, target)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
 
 
 # --------------------------------------------------------------------------- compact format
@@ -206,9 +199,17 @@ def _decode_kernel(kind: str, arrays: dict, shape) -> np.ndarray:
 
 def save_compact(model, path) -> str:
     """Write `model`'s weights to `path` (.npz, compact kernels); returns the file's sha256."""
+    path = pathlib.Path(path)
+    blob = compact_bytes(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, blob)
+    return hashlib.sha256(blob).hexdigest()
+
+
+def compact_bytes(model) -> bytes:
+    """The `.npz` bytes `save_compact` writes (for multi-file commits with `kbnn._io`)."""
     import tensorflow as tf
 
-    path = pathlib.Path(path)
     arrays: dict[str, np.ndarray] = {}
     layout = []
     for layer, name, variable in _layer_variables(model):
@@ -235,29 +236,7 @@ def save_compact(model, path) -> str:
     arrays[_META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    _atomic_write(path, buffer.getvalue())
-    return sha256_of(path)
-
-
-def _umask_mode() -> int:
-    """rw for whoever the umask allows (mkstemp files are 0600; weights are meant to be shared)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp_name, _umask_mode())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    return buffer.getvalue()
 
 
 def read_compact(path) -> tuple[dict, dict[str, np.ndarray]]:

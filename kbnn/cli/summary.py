@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -70,27 +68,11 @@ def load_model(name_or_path: str):
         return model
 
 
-def _write_json_atomic(data, path: str) -> None:
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise FileNotFoundError(f"directory {str(directory)!r} for --json does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def run(args) -> int:
     import dataclasses
 
     from kbnn import analysis, models, plotting
+    from kbnn._io import write_atomic
 
     model = load_model(args.model)
     energy = dataclasses.replace(models.HOROWITZ_45NM, weight_memory=args.weight_memory)
@@ -105,6 +87,6 @@ def run(args) -> int:
     if args.histograms:
         print(f"wrote {plotting.plot_weight_histograms(model, args.histograms)}")
     if args.json:
-        _write_json_atomic(data, args.json)
+        write_atomic(args.json, json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

@@ -29,10 +29,10 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import zlib
 
 import kbnn
+from kbnn._io import write_atomic
 from kbnn.compression import encoding as enc
 from kbnn.compression import layers as klayers
 from kbnn.compression.bitstream import StreamError
@@ -177,23 +177,8 @@ def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
     body = prefix + header + bytes(payload)
     blob = body + hashlib.sha256(body).digest()
     path = os.fspath(path)
-    _write_atomic(path, blob)
+    write_atomic(path, blob)
     return SaveReport(path, tensors, len(header), len(blob))
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    handle = tempfile.NamedTemporaryFile(dir=directory, prefix=".kbz-", delete=False)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-        raise
 
 
 def _parse(blob: bytes, where: str) -> tuple[dict, memoryview]:
