@@ -65,6 +65,25 @@ deserialize = lq.quantizers.deserialize
 ALIASES: dict[str, type] = {"ste_sign": SteSign}
 
 _BaseRandomLayer = tf.keras.__internal__.layers.BaseRandomLayer
+_RNG_TYPE = "stateful"  # the random quantizers own a stateful `tf.random.Generator`
+
+
+def _pop_rng_type(kwargs: dict) -> None:
+    """Drop `rng_type` from a deserialized config (tf-keras >= 2.20 writes it in get_config).
+
+    The random quantizers always pass `rng_type="stateful"` themselves; any other value in a
+    config would silently change their sampling, so it is refused.
+    """
+    rng_type = kwargs.pop("rng_type", _RNG_TYPE)
+    if rng_type != _RNG_TYPE:
+        raise ValueError(
+            f"rng_type must be {_RNG_TYPE!r} for kbnn's random quantizers, got {rng_type!r}"
+        )
+
+
+def _random_quantizer_config(base_config: dict) -> dict:
+    """`base_config` without `rng_type`, so configs are the same on tf-keras 2.19 and >= 2.20."""
+    return {key: value for key, value in base_config.items() if key != "rng_type"}
 
 
 def _register(alias: str):
@@ -161,7 +180,8 @@ class StochasticSign(_BaseQuantizer, _BaseRandomLayer):
     def __init__(self, clip_value: float | None = 1.0, seed: int | None = None, **kwargs):
         self.clip_value = _check_clip_value(clip_value)
         self.seed = seed
-        super().__init__(seed=seed, rng_type="stateful", **kwargs)
+        _pop_rng_type(kwargs)
+        super().__init__(seed=seed, rng_type=_RNG_TYPE, **kwargs)
 
     def _sample(self, x):
         uniform = self._random_generator.random_uniform(tf.shape(x), dtype=x.dtype)
@@ -183,7 +203,11 @@ class StochasticSign(_BaseQuantizer, _BaseRandomLayer):
         return super().call(outputs)
 
     def get_config(self):
-        return {**super().get_config(), "clip_value": self.clip_value, "seed": self.seed}
+        return {
+            **_random_quantizer_config(super().get_config()),
+            "clip_value": self.clip_value,
+            "seed": self.seed,
+        }
 
 
 @_register("dorefa_activation")
@@ -280,7 +304,8 @@ class DoReFaGradient(_BaseQuantizer, _BaseRandomLayer):
     def __init__(self, k_bit: int = 4, seed: int | None = None, **kwargs):
         self.k_bit = kmath.check_bits(k_bit, "k_bit")
         self.seed = seed
-        super().__init__(seed=seed, rng_type="stateful", **kwargs)
+        _pop_rng_type(kwargs)
+        super().__init__(seed=seed, rng_type=_RNG_TYPE, **kwargs)
 
     @_do_not_convert
     def call(self, inputs):
@@ -299,7 +324,11 @@ class DoReFaGradient(_BaseQuantizer, _BaseRandomLayer):
         return super().call(_identity(inputs))
 
     def get_config(self):
-        return {**super().get_config(), "k_bit": self.k_bit, "seed": self.seed}
+        return {
+            **_random_quantizer_config(super().get_config()),
+            "k_bit": self.k_bit,
+            "seed": self.seed,
+        }
 
 
 # --------------------------------------------------------------------------------------------
