@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from kbnn.errors import KbnnError
+
+import numpy as np
 
 SOURCES = Path(__file__).resolve().parent / "cortex_m4"
 CORTEX_M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16")
@@ -112,8 +112,12 @@ def _run(command: Sequence[str], *, what: str, cwd: Path | None = None, timeout:
 def _model_sources(c_dir: Path, sources: Sequence[Path] | None) -> tuple[Path, ...]:
     c_dir = Path(c_dir)
     if not (c_dir / "kbnn_model.h").is_file():
-        raise McuToolError(f"{c_dir} has no kbnn_model.h; write it with `kbnn export-c MODEL -o DIR`")
-    found = tuple(Path(s) for s in sources) if sources is not None else tuple(sorted(c_dir.glob("*.c")))
+        raise McuToolError(
+            f"{c_dir} has no kbnn_model.h; write it with `kbnn export-c MODEL -o DIR`"
+        )
+    found = (
+        tuple(Path(s) for s in sources) if sources is not None else tuple(sorted(c_dir.glob("*.c")))
+    )
     if not found:
         raise McuToolError(f"{c_dir} has no C sources")
     return found
@@ -198,7 +202,9 @@ def measure_size(firmware: Firmware, build_dir: str | Path) -> FirmwareSize:
         _run(link, what=f"linking the size probe ({name})")
         totals[name] = _berkeley_size(elf)
     text, data, bss = (totals["model"][k] - totals["stub"][k] for k in range(3))
-    return FirmwareSize(flash_bytes=text + data, ram_bytes=data + bss, text=text, data=data, bss=bss)
+    return FirmwareSize(
+        flash_bytes=text + data, ram_bytes=data + bss, text=text, data=data, bss=bss
+    )
 
 
 def _berkeley_size(elf: Path) -> tuple[int, int, int]:
@@ -218,7 +224,9 @@ def instruction_counter_plugin(cache_dir: str | Path | None = None) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        raise McuToolError("no host C compiler (cc/gcc) to build the qemu plugin: apt-get install -y gcc")
+        raise McuToolError(
+            "no host C compiler (cc/gcc) to build the qemu plugin: apt-get install -y gcc"
+        )
     partial = cache / f".{plugin.name}.{np.random.randint(1 << 30)}.tmp"
     _run([compiler, "-O2", "-shared", "-fPIC", "-o", partial, SOURCES / "insncount.c"],
          what="building the qemu instruction-counter plugin")  # fmt: skip
@@ -291,7 +299,9 @@ def parse_harness_output(text: str, *, expected: int) -> tuple[np.ndarray, np.nd
 def _instructions(log: str, images: int) -> np.ndarray:
     marks = [int(m.group(1)) for m in re.finditer(r"^mark \d+ (\d+)$", log, re.MULTILINE)]
     if len(marks) != 2 + 2 * images:
-        raise McuToolError(f"instruction counter recorded {len(marks)} marks, expected {2 + 2 * images}")
+        raise McuToolError(
+            f"instruction counter recorded {len(marks)} marks, expected {2 + 2 * images}"
+        )
     marks = np.asarray(marks, dtype=np.int64)
     marker_cost = marks[1] - marks[0]
     return marks[3::2] - marks[2::2] - marker_cost
@@ -337,7 +347,9 @@ def build_host(
     return exe
 
 
-def run_host(exe: str | Path, images: np.ndarray, run_dir: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def run_host(
+    exe: str | Path, images: np.ndarray, run_dir: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
     """Scores and argmax of the host-built harness on uint8 `images`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
