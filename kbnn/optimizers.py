@@ -101,8 +101,49 @@ def _check_args(beta_1, beta_2, epsilon, glorot_lr_scale):
         )
 
 
+class _ShiftAdaMaxBase:
+    """The constructor, the apply body and the config both ShiftAdaMax classes share."""
+
+    default_name = "ShiftAdaMax"
+
+    def __init__(
+        self,
+        learning_rate=2.0**-6,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 2.0**-27,
+        glorot_lr_scale: bool = False,
+        name: str | None = None,
+        **kwargs,
+    ):
+        _check_args(beta_1, beta_2, epsilon, glorot_lr_scale)
+        super().__init__(
+            learning_rate=learning_rate,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            name=name or self.default_name,
+            **kwargs,
+        )
+        self.glorot_lr_scale = glorot_lr_scale
+
+    def _apply_shift_adamax(self, variable, gradient, m, v, coefficients, **assign_kwargs):
+        """Assign m_t, v_t and θ − delta; `coefficients` = (lr, β1, β2, ε) in `variable`'s dtype."""
+        learning_rate, beta_1, beta_2, epsilon = coefficients
+        step = _shift_step(learning_rate, beta_1, self.iterations, variable, self.glorot_lr_scale)
+        m_t, v_t, delta = shift_adamax_update(m, v, gradient, step, beta_1, beta_2, epsilon)
+        return (
+            m.assign(m_t, **assign_kwargs),
+            v.assign(v_t, **assign_kwargs),
+            variable.assign_sub(delta, **assign_kwargs),
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "glorot_lr_scale": self.glorot_lr_scale}
+
+
 @tf.keras.utils.register_keras_serializable(package="kbnn")
-class ShiftAdaMax(tf.keras.optimizers.Adamax):
+class ShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.Adamax):
     r"""Shift-based AdaMax (BinaryNet, Courbariaux, Hubara et al. 2016, Algorithm 4).
 
     For step `t` (1-based), gradient `g` and variable `θ`:
@@ -128,53 +169,21 @@ class ShiftAdaMax(tf.keras.optimizers.Adamax):
     use `LegacyShiftAdaMax` there (same update, same arguments).
     """
 
-    def __init__(
-        self,
-        learning_rate=2.0**-6,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 2.0**-27,
-        glorot_lr_scale: bool = False,
-        name: str = "ShiftAdaMax",
-        **kwargs,
-    ):
-        _check_args(beta_1, beta_2, epsilon, glorot_lr_scale)
-        super().__init__(
-            learning_rate=learning_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            name=name,
-            **kwargs,
-        )
-        self.glorot_lr_scale = glorot_lr_scale
+    default_name = "ShiftAdaMax"
 
     def update_step(self, gradient, variable):
         index = self._index_dict[self._var_key(variable)]
-        m, v = self._m[index], self._u[index]
         dtype = variable.dtype.base_dtype
-        step = _shift_step(
-            self.learning_rate, self.beta_1, self.iterations, variable, self.glorot_lr_scale
-        )
-        m_t, v_t, delta = shift_adamax_update(
-            m,
-            v,
-            tf.cast(_dense(gradient, variable), dtype),
-            step,
-            tf.cast(self.beta_1, dtype),
-            tf.cast(self.beta_2, dtype),
-            tf.cast(self.epsilon, dtype),
-        )
-        m.assign(m_t)
-        v.assign(v_t)
-        variable.assign_sub(delta)
-
-    def get_config(self):
-        return {**super().get_config(), "glorot_lr_scale": self.glorot_lr_scale}
+        coefficients = [
+            tf.cast(value, dtype)
+            for value in (self.learning_rate, self.beta_1, self.beta_2, self.epsilon)
+        ]
+        gradient = tf.cast(_dense(gradient, variable), dtype)
+        self._apply_shift_adamax(variable, gradient, self._m[index], self._u[index], coefficients)
 
 
 @tf.keras.utils.register_keras_serializable(package="kbnn")
-class LegacyShiftAdaMax(tf.keras.optimizers.legacy.Adamax):
+class LegacyShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.legacy.Adamax):
     """`ShiftAdaMax` (same update, same arguments) on `tf.keras.optimizers.legacy`.
 
     That is the base larq 0.14's `CaseOptimizer` and `Bop` need, so this one can train the
@@ -182,49 +191,24 @@ class LegacyShiftAdaMax(tf.keras.optimizers.legacy.Adamax):
     tf_keras' `.keras` format stores no legacy optimizer state.
     """
 
-    def __init__(
-        self,
-        learning_rate=2.0**-6,
-        beta_1: float = 0.9,
-        beta_2: float = 0.999,
-        epsilon: float = 2.0**-27,
-        glorot_lr_scale: bool = False,
-        name: str = "LegacyShiftAdaMax",
-        **kwargs,
-    ):
-        _check_args(beta_1, beta_2, epsilon, glorot_lr_scale)
-        super().__init__(
-            learning_rate=learning_rate,
-            beta_1=beta_1,
-            beta_2=beta_2,
-            epsilon=epsilon,
-            name=name,
-            **kwargs,
-        )
-        self.glorot_lr_scale = glorot_lr_scale
+    default_name = "LegacyShiftAdaMax"
 
     def _resource_apply_dense(self, grad, var, apply_state=None):
         var_device, var_dtype = var.device, var.dtype.base_dtype
         c = (apply_state or {}).get((var_device, var_dtype)) or self._fallback_apply_state(
             var_device, var_dtype
         )
+        coefficients = (c["lr_t"], c["beta_1_t"], c["beta_2_t"], c["epsilon"])
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
-        step = _shift_step(c["lr_t"], c["beta_1_t"], self.iterations, var, self.glorot_lr_scale)
-        m_t, v_t, delta = shift_adamax_update(
-            m, v, grad, step, c["beta_1_t"], c["beta_2_t"], c["epsilon"]
-        )
         return tf.group(
-            m.assign(m_t, use_locking=self._use_locking),
-            v.assign(v_t, use_locking=self._use_locking),
-            var.assign_sub(delta, use_locking=self._use_locking),
+            *self._apply_shift_adamax(
+                var, grad, m, v, coefficients, use_locking=self._use_locking
+            )
         )
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
         dense = _dense(tf.IndexedSlices(grad, indices), var)
         return self._resource_apply_dense(dense, var, apply_state=apply_state)
-
-    def get_config(self):
-        return {**super().get_config(), "glorot_lr_scale": self.glorot_lr_scale}
 
 
 # larq's CaseOptimizer.get_config records each sub-optimizer's `name` as its class name and
