@@ -28,7 +28,7 @@ _LAZY_SUBMODULES = (
 )
 
 # Registration of custom objects happens on import of these modules.
-for _name in ("quantizers", "layers", "optimizers", "zoo.blocks"):
+for _name in ("quantizers", "activations", "initializers", "layers", "optimizers"):
     try:
         importlib.import_module(f"kbnn.{_name}")
     except ModuleNotFoundError as _err:  # pragma: no cover - during early development only

@@ -1,4 +1,5 @@
-"""MNIST input pipelines through tensorflow-datasets, and the small sample shipped with kbnn.
+"""Input data: MNIST pipelines through tensorflow-datasets, the small sample shipped with kbnn,
+`DataSplits` (what a training data function returns) and the auto-shard policy of a pipeline.
 
 Data: the MNIST database of handwritten digits (LeCun, Cortes, Burges), CC BY-SA 3.0.
 `mnist()` never downloads unless asked: offline, tfds would otherwise retry for minutes before
@@ -7,11 +8,11 @@ failing, so a missing dataset is reported at once with the way to fix it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from importlib import resources
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-from kbnn.errors import KbnnError
+from kbnn.errors import KbnnError, UsageError
 
 import numpy as np
 
@@ -108,3 +109,57 @@ def mnist_arrays(split: str = "test", *, data_dir: str | None = None, download: 
         images.append(x)
         labels.append(y)
     return np.concatenate(images), np.concatenate(labels)
+
+
+@dataclasses.dataclass
+class DataSplits:
+    """What a dataset function returns: training and validation data for `fit` and the steps.
+
+    `train`/`validation` are `tf.data.Dataset`s batched with the *global* batch size (Keras
+    splits them over the replicas) or `tf.distribute.DistributedDataset`s already per replica.
+    """
+
+    train: object
+    validation: object | None
+    steps_per_epoch: int | None
+    validation_steps: int | None = None
+
+
+# How a `tf.data` pipeline is split across workers: the auto-shard policy, chosen on purpose.
+# With several workers every worker runs its own copy of the input pipeline and `tf.data`
+# rewrites it so each sees a different part of the data (`tf.distribute`'s auto-sharding):
+# - "file": each worker reads a disjoint subset of the input *files*. Cheapest (no worker reads
+#   what it throws away) but needs at least as many files as workers, and an even spread of
+#   examples over files. kbnn's ImageNet pipeline shards by file itself (tfds `ReadConfig`).
+# - "data": every worker reads *everything* and keeps every N-th element. Always correct, costs
+#   N× the reading; needed when there are fewer files than workers (tfds MNIST is one file) and
+#   correct only if the element order is the same on every worker (a seeded shuffle).
+# - "auto": TensorFlow tries "file" and falls back to "data" — not deliberate, so kbnn never
+#   leaves it implicit.
+# - "off": no rewrite, for pipelines that shard themselves (`distribute_datasets_from_function`
+#   with an `InputContext`), so nothing is sharded twice.
+SHARD_POLICIES = ("file", "data", "auto", "off")
+
+
+def shard_policy(name: str):
+    """The `tf.data.experimental.AutoShardPolicy` for a name in `SHARD_POLICIES`."""
+    import tensorflow as tf
+
+    policies = tf.data.experimental.AutoShardPolicy
+    table = {"file": policies.FILE, "data": policies.DATA, "auto": policies.AUTO,
+             "off": policies.OFF}
+    key = name.strip().lower() if isinstance(name, str) else None
+    if key not in table:
+        raise UsageError(f"shard policy must be one of {SHARD_POLICIES}, got {name!r}")
+    return table[key]
+
+
+def with_shard_policy(dataset, policy: str):
+    """`dataset` (a `tf.data.Dataset`) with its auto-shard policy set (other options kept)."""
+    import tensorflow as tf
+
+    if not isinstance(dataset, tf.data.Dataset):
+        raise UsageError(f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}")
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = shard_policy(policy)
+    return dataset.with_options(options)

@@ -24,8 +24,7 @@ import math
 import os
 import pathlib
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-from kbnn.data import DatasetNotFoundError
+from kbnn.data import DatasetNotFoundError, DataSplits, with_shard_policy
 from kbnn.errors import UsageError
 
 import tensorflow as tf
@@ -181,7 +180,7 @@ def pipeline(examples: tf.data.Dataset, *, batch_size: int, training: bool, imag
 
 def datasets_fn(*, data_dir=None, seed=0, image_size=224, dataset_builder=None,
                 shuffle_buffer=10_000, cache_validation=False):
-    """`fn(global_batch_size, strategy) -> kbnn.distribute.DataSplits` for `kbnn.distribute.train`.
+    """`fn(global_batch_size, strategy) -> kbnn.data.DataSplits` for `kbnn.zoo.training.train`.
 
     Checks the dataset first (fails fast), then builds one pipeline per worker through
     `strategy.distribute_datasets_from_function`: each reads its share of the files (tfds
@@ -191,8 +190,6 @@ def datasets_fn(*, data_dir=None, seed=0, image_size=224, dataset_builder=None,
     """
 
     def make(global_batch_size, strategy):
-        from kbnn.distribute import DataSplits, with_shard_policy
-
         source = dataset_builder or builder(data_dir)
 
         def input_fn(split, training):

@@ -1,4 +1,4 @@
-"""kbnn.android / `kbnn export-android`: the assets the Android demo reads, checked by its JVM core."""
+"""kbnn.apps.android / `kbnn export-android`: the assets the Android demo reads, checked by its JVM core."""
 
 import contextlib
 import hashlib
@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 import kbnn
-from kbnn import android
+from kbnn.apps import android
 from kbnn.cli import main
 from kbnn.data import mnist_sample, normalize_mnist
 from kbnn.errors import UsageError

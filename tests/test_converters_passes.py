@@ -315,7 +315,7 @@ def test_lower_is_exact_on_a_mixed_model():
 
 
 def test_drop_hard_tanh_before_sign_only():
-    from kbnn.zoo.blocks import hard_tanh
+    from kbnn.activations import hard_tanh
 
     inputs = tf.keras.Input((6, 6, 4))
     x = kl.BinaryConv2D(8, 3, padding="same", name="a")(inputs)

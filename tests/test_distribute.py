@@ -10,6 +10,8 @@ import time
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 import kbnn.distribute as kd
+from kbnn import data as kdata
+from kbnn.zoo import training as zoo_training
 from kbnn.distribute import local_cluster
 from kbnn.errors import KbnnError, UsageError
 
@@ -129,7 +131,7 @@ def test_shard_policy_is_set_on_the_dataset(name, policy):
     options = tf.data.Options()
     options.deterministic = False
     dataset = tf.data.Dataset.range(4).with_options(options)
-    sharded = kd.with_shard_policy(dataset, name)
+    sharded = kdata.with_shard_policy(dataset, name)
     got = sharded.options()
     assert got.experimental_distribute.auto_shard_policy == getattr(
         tf.data.experimental.AutoShardPolicy, policy)
@@ -139,13 +141,13 @@ def test_shard_policy_is_set_on_the_dataset(name, policy):
 
 def test_shard_policy_validates():
     with pytest.raises(UsageError, match="shard policy"):
-        kd.shard_policy("hint")
+        kdata.shard_policy("hint")
     with pytest.raises(UsageError, match="tf.data.Dataset"):
-        kd.with_shard_policy([1, 2], "data")
+        kdata.with_shard_policy([1, 2], "data")
 
 
 def test_mnist_recipe_data_is_sharded_by_data(mnist_available):
-    splits = kd.mnist_datasets(validation_size=1000, seed=0)(200, tf.distribute.get_strategy())
+    splits = zoo_training.mnist_datasets(validation_size=1000, seed=0)(200, tf.distribute.get_strategy())
     data = tf.data.experimental.AutoShardPolicy.DATA
     assert splits.train.options().experimental_distribute.auto_shard_policy == data
     assert splits.validation.options().experimental_distribute.auto_shard_policy == data
@@ -335,7 +337,7 @@ def _synthetic_data(steps=2):
         x = rng.random((global_batch_size * steps, 28, 28, 1), dtype=np.float32)
         y = rng.integers(0, 10, global_batch_size * steps)
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch_size)
-        return kd.DataSplits(ds, ds.take(1), steps)
+        return kdata.DataSplits(ds, ds.take(1), steps)
 
     return make
 
@@ -357,10 +359,10 @@ def test_train_on_the_default_strategy_resumes_from_backup(tmp_path):
                 learning_rate=1e-3, lr_scaling="linear", datasets=_synthetic_data(),
                 output=tmp_path / "run", evaluate_test=False, verbose=0)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        kd.train("binarynet_mnist", callbacks=[_StopAfterEpoch(0)], **args)
+        zoo_training.train("binarynet_mnist", callbacks=[_StopAfterEpoch(0)], **args)
     assert (tmp_path / "run" / "backup" / "chief" / "checkpoint").is_file()
 
-    result = kd.train("binarynet_mnist", **args)
+    result = zoo_training.train("binarynet_mnist", **args)
     assert result.epochs_run == [1]  # epoch 0 restored, not run again
     assert result.num_replicas == 1 and result.global_batch_size == 8
     # lr tuned for the recipe's batch (100), scaled linearly to the global batch of 8
@@ -383,9 +385,9 @@ def test_train_on_the_default_strategy_resumes_from_backup(tmp_path):
 ])
 def test_train_validates_before_training(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):
-        kd.train("binarynet_mnist", output=tmp_path, datasets=_synthetic_data(), **kwargs)
+        zoo_training.train("binarynet_mnist", output=tmp_path, datasets=_synthetic_data(), **kwargs)
 
 
 def test_train_unknown_model():
     with pytest.raises(UsageError, match="unknown zoo model"):
-        kd.train("resnet9000")
+        zoo_training.train("resnet9000")

@@ -5,7 +5,7 @@ import pathlib
 import time
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-import kbnn.distribute as kd
+import kbnn.zoo
 from kbnn import imagenet
 from kbnn.data import DatasetNotFoundError
 from kbnn.errors import KbnnError, UsageError
@@ -65,7 +65,7 @@ def test_training_an_imagenet_model_without_the_data_fails_before_building(tmp_p
                                                                          no_download):
     start = time.monotonic()
     with pytest.raises(imagenet.ImageNetNotFoundError, match="ILSVRC2012_img_train.tar"):
-        kd.train("quicknet", data_dir=tmp_path, output=tmp_path / "run", verbose=0)
+        kbnn.zoo.train("quicknet", data_dir=tmp_path, output=tmp_path / "run", verbose=0)
     assert time.monotonic() - start < 5
 
 

@@ -31,11 +31,13 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 540  # hard limit per interpreter; an idle 2-core machine needs ~30-60 s
 FLOAT64_TOL = 1e-9
 
-# The seed BinaryNet (kbnn.zoo "binarynet_mnist") trained by kbnn.distribute.train on a fixed
+# The seed BinaryNet (kbnn.zoo "binarynet_mnist") trained by kbnn.zoo.training.train on a fixed
 # synthetic global batch sequence; prints one JSON line per run.
 TRAIN_SNIPPET = """
 import json, os, pathlib, sys
 import kbnn.distribute as kd
+from kbnn import data as kdata
+from kbnn.zoo import training as zoo_training
 import numpy as np
 import tensorflow as tf
 
@@ -49,12 +51,12 @@ y = rng.integers(0, 10, GLOBAL_BATCH * STEPS)
 def data(global_batch_size, strategy):
     assert global_batch_size == GLOBAL_BATCH, global_batch_size
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch_size)
-    return kd.DataSplits(kd.with_shard_policy(ds, "data"), None, STEPS)
+    return kdata.DataSplits(kdata.with_shard_policy(ds, "data"), None, STEPS)
 
 
 def run(strategy, replicas, optimizer, out, epochs=1, sync_bn=True, bn="batchnorm",
         callbacks=(), **kwargs):
-    result = kd.train("binarynet_mnist", strategy=strategy,
+    result = zoo_training.train("binarynet_mnist", strategy=strategy,
                       per_replica_batch_size=GLOBAL_BATCH // replicas, epochs=epochs,
                       optimizer=optimizer, learning_rate=1e-3, lr_scaling="none", bn=bn,
                       sync_bn=sync_bn, datasets=data, output=out, evaluate_test=False,

@@ -1,4 +1,4 @@
-"""kbnn.preprocessing: the Android demo's digit preprocessing, and its golden vectors.
+"""kbnn.apps.preprocessing: the Android demo's digit preprocessing, and its golden vectors.
 
 The same golden file is read by the JVM test PreprocessorGoldenTest (android_demo/core), so the
 two tests together show that Python and the app produce bit-identical model inputs.
@@ -6,7 +6,7 @@ two tests together show that Python and the app produce bit-identical model inpu
 
 import pathlib
 
-from kbnn import preprocessing as pp
+from kbnn.apps import preprocessing as pp
 from kbnn.data import mnist_sample
 
 import numpy as np
@@ -19,7 +19,7 @@ GOLDEN = GOLDEN_DIR / pp.GOLDEN_FILE
 @pytest.fixture(scope="module")
 def committed():
     if not GOLDEN.is_file():
-        pytest.fail(f"{GOLDEN} is missing; run `python -m kbnn.android --write-golden {GOLDEN_DIR}`")
+        pytest.fail(f"{GOLDEN} is missing; run `python -m kbnn.apps.android --write-golden {GOLDEN_DIR}`")
     return pp.read_golden(str(GOLDEN))
 
 

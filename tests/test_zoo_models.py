@@ -11,7 +11,7 @@ import tensorflow as tf
 SMALL = ["binarynet_mnist", "ternarynet_mnist", "dorefanet_mnist", "binarynet_mlp_mnist"]
 LARGE = [name for name in kbnn.zoo.list_models() if name not in SMALL]
 # Layer types outside kbnn.converters' checked list that a definition uses on purpose.
-UNCHECKED_LAYERS = {"reactnet_a"}  # kbnn.zoo.blocks.LearnedShift (RSign / RPReLU shifts)
+UNCHECKED_LAYERS = {"reactnet_a"}  # kbnn.activations.LearnedShift (RSign / RPReLU shifts)
 
 
 def _test_shape(name):
@@ -194,38 +194,38 @@ def test_mnist_models_round_trip_exactly(name, suffix, tmp_path):
 
 def test_zoo_blocks_serialize(tmp_path):
     """LearnedShift (ReActNet) and the blur initializer (QuickNet) save and load by name."""
-    from kbnn.zoo import blocks
+    from kbnn import activations, initializers
 
     inputs = tf.keras.Input((8, 8, 4))
-    x = blocks.LearnedShift(name="shift")(inputs)
+    x = activations.LearnedShift(name="shift")(inputs)
     x = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, trainable=False,
-                                        depthwise_initializer=blocks.BlurInitializer())(x)
-    x = tf.keras.layers.Activation(blocks.hard_tanh)(x)
+                                        depthwise_initializer=initializers.BlurInitializer())(x)
+    x = tf.keras.layers.Activation(activations.hard_tanh)(x)
     model = tf.keras.Model(inputs, x)
     model.get_layer("shift").bias.assign([0.5, -0.5, 2.0, 0.0])
     kernel = model.layers[2].depthwise_kernel.numpy()
     np.testing.assert_allclose(kernel[:, :, 0, 0], np.outer([1, 2, 1], [1, 2, 1]) / 16)
     x = np.random.default_rng(4).normal(size=(2, 8, 8, 4)).astype(np.float32)
     loaded = _round_trip(model, tmp_path / "blocks.keras", x)
-    assert isinstance(loaded.get_layer("shift"), blocks.LearnedShift)
+    assert isinstance(loaded.get_layer("shift"), activations.LearnedShift)
     out = loaded(x).numpy()
     assert out.min() >= -1.0 and out.max() <= 1.0  # hard tanh
 
 
 def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path):
-    """zoo.blocks' custom objects (LearnedShift, HardTanh, BlurInitializer) are registered by
+    """The zoo's custom objects (LearnedShift, HardTanh, BlurInitializer, in core) are registered by
     `import kbnn`, so a saved ReActNet/QuickNet loads without `import kbnn.zoo` (a reactnet_a
     file failed with "'str' object is not callable" before) and gives the same outputs."""
     import subprocess
     import sys
 
-    from kbnn.zoo import blocks
+    from kbnn import activations, initializers
 
     model = tf.keras.Sequential([
         tf.keras.Input((6, 6, 3)),
-        blocks.LearnedShift(name="shift"),
-        blocks.HardTanh(name="htanh"),
-        tf.keras.layers.DepthwiseConv2D(3, depthwise_initializer=blocks.BlurInitializer(),
+        activations.LearnedShift(name="shift"),
+        activations.HardTanh(name="htanh"),
+        tf.keras.layers.DepthwiseConv2D(3, depthwise_initializer=initializers.BlurInitializer(),
                                         name="blur"),
     ])
     model.get_layer("shift").bias.assign([0.1, -0.2, 0.3])

@@ -63,7 +63,7 @@ def test_datasets_use_the_global_batch_size(mnist_available):
 
 
 def test_train_on_an_imagenet_model_needs_its_data(tmp_path, monkeypatch):
-    """kbnn.zoo.train is kbnn.distribute.train: ImageNet models use kbnn.imagenet's pipeline,
+    """kbnn.zoo.train is kbnn.zoo.training.train: ImageNet models use kbnn.imagenet's pipeline,
     which fails fast (before building the model) when the data is not prepared."""
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     with pytest.raises(DatasetNotFoundError, match=r"ImageNet \(imagenet2012\) is not prepared"):

@@ -9,17 +9,16 @@ Source lives in the repository's `zoo/` folder, installed as `kbnn.zoo`.
 
 from __future__ import annotations
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.zoo.api import available_weights, get, info
 from kbnn.zoo.registry import ModelSpec, Recipe, list_models, spec
 from kbnn.zoo.weights import WeightsDownloadError, WeightsIntegrityError
 
 
 def train(name, **kwargs):
-    """Train zoo model `name` with its recipe (arguments override it): `kbnn.distribute.train`,
+    """Train zoo model `name` with its recipe (arguments override it): `kbnn.zoo.training.train`,
     on the default one-device strategy unless `strategy=` names another — one code path for 1
     and N replicas."""
-    from kbnn.distribute.training import train as _train
+    from kbnn.zoo.training import train as _train
 
     return _train(name, **kwargs)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.zoo import blocks
 from kbnn.zoo.registry import register
 

@@ -52,7 +52,7 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
         "trained_on": trained_on,
         "date": datetime.date.today().isoformat(),
     }
-    from kbnn.distribute.training import CSV_NAME, RUN_INFO_NAME
+    from kbnn.zoo.training import CSV_NAME, RUN_INFO_NAME
 
     run_info = checkpoint.parent / RUN_INFO_NAME
     if run_info.is_file():

@@ -10,7 +10,8 @@ All accept any `input_shape` large enough for their strides (tests use 32x32 or 
 
 from __future__ import annotations
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn.activations import LearnedShift
+from kbnn.initializers import BlurInitializer
 from kbnn.zoo import blocks
 from kbnn.zoo.registry import register
 
@@ -216,9 +217,9 @@ _REACTNET_A_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
 
 def _rprelu(x, name):
     """RPReLU: shift -> PReLU (per-channel slope) -> shift (ReActNet, eq. 3)."""
-    x = blocks.LearnedShift(name=f"{name}_shift_in")(x)
+    x = LearnedShift(name=f"{name}_shift_in")(x)
     x = tf.keras.layers.PReLU(shared_axes=[1, 2], alpha_initializer=tf.keras.initializers.Constant(0.25), name=f"{name}_prelu")(x)
-    return blocks.LearnedShift(name=f"{name}_shift_out")(x)
+    return LearnedShift(name=f"{name}_shift_out")(x)
 
 
 def _reactnet_block(x, filters, stride, bn, name):
@@ -230,12 +231,12 @@ def _reactnet_block(x, filters, stride, bn, name):
     if stride != 1:
         shortcut = tf.keras.layers.AvgPool2D(2, strides=2, padding="same",
                                              name=f"{name}_pool")(shortcut)
-    y = blocks.LearnedShift(name=f"{name}_rsign1")(x)
+    y = LearnedShift(name=f"{name}_rsign1")(x)
     y = blocks.binary_conv(in_filters, 3, strides=stride, name=f"{name}_conv3x3")(y)
     y = _bn(bn, f"{name}_bn1")(y)
     x = tf.keras.layers.Add(name=f"{name}_add1")([y, shortcut])
     x = _rprelu(x, f"{name}_rprelu1")
-    y = blocks.LearnedShift(name=f"{name}_rsign2")(x)
+    y = LearnedShift(name=f"{name}_rsign2")(x)
     if filters == in_filters:
         y = blocks.binary_conv(filters, 1, name=f"{name}_conv1x1")(y)
         y = _bn(bn, f"{name}_bn2")(y)
@@ -310,7 +311,7 @@ def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes
                 x = tf.keras.layers.MaxPool2D(2, strides=1, name=f"{prefix}_transition_pool")(x)
                 x = tf.keras.layers.DepthwiseConv2D(
                     3, strides=2, padding="same", use_bias=False, trainable=False,
-                    depthwise_initializer=blocks.BlurInitializer(),
+                    depthwise_initializer=BlurInitializer(),
                     name=f"{prefix}_transition_blur")(x)
                 x = tf.keras.layers.Conv2D(filters, 1, use_bias=False,
                                            kernel_initializer="glorot_normal",

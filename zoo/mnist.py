@@ -12,7 +12,7 @@ are matched by name.
 
 from __future__ import annotations
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn.activations import HardTanh
 from kbnn.zoo import blocks
 from kbnn.zoo.registry import Recipe, register
 
@@ -90,15 +90,15 @@ def ternarynet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top
     x = blocks.ternary_conv(32, 5, name="conv1")(inputs)
     x = tf.keras.layers.MaxPool2D(2, name="pool1")(x)
     x = blocks.batch_norm(bn, name="bn1")(x)
-    x = blocks.HardTanh(name="htanh1")(x)
+    x = HardTanh(name="htanh1")(x)
     x = blocks.ternary_conv(64, 5, name="conv2")(x)
     x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
     x = blocks.batch_norm(bn, name="bn2")(x)
-    x = blocks.HardTanh(name="htanh2")(x)
+    x = HardTanh(name="htanh2")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
     x = blocks.ternary_dense(256, name="dense1")(x)
     x = blocks.batch_norm(bn, name="bn3")(x)
-    x = blocks.HardTanh(name="htanh3")(x)
+    x = HardTanh(name="htanh3")(x)
     if include_top:
         x = _top(x, num_classes, bn, blocks.ternary_dense)
     return tf.keras.Model(inputs, x, name="ternarynet_mnist")
@@ -138,7 +138,7 @@ def dorefanet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=
     x = tf.keras.layers.Flatten(name="flatten")(x)
     x = blocks.dorefa_dense(256, name="dense1", **bits)(x)
     x = blocks.batch_norm(bn, name="bn3")(x)
-    x = blocks.HardTanh(name="htanh3")(x)
+    x = HardTanh(name="htanh3")(x)
     if include_top:
         x = _top(x, num_classes, bn, _float_dense)
     return tf.keras.Model(inputs, x, name="dorefanet_mnist")

@@ -2,7 +2,7 @@
 
 Each of the first N digits of kbnn's MNIST sample is enlarged with bilinear filtering and pasted
 at a random place on a black canvas, then goes through the app's preprocessing
-(kbnn.preprocessing, bit-identical to the app's). Prints top-1 in LCE's interpreter for the
+(kbnn.apps.preprocessing, bit-identical to the app's). Prints top-1 in LCE's interpreter for the
 stored digits, the stored digits through the preprocessing, and the re-drawn ones.
 
     python android_demo/scripts/redrawn_mnist_accuracy.py \
@@ -12,7 +12,7 @@ stored digits, the stored digits through the preprocessing, and the re-drawn one
 import argparse
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-from kbnn import preprocessing as pp
+from kbnn.apps import preprocessing as pp
 from kbnn.data import mnist_sample, normalize_mnist
 
 import numpy as np

@@ -23,8 +23,8 @@ import sys
 from dataclasses import dataclass, field
 
 import kbnn
+from kbnn.apps.preprocessing import METHOD, PreprocessingConfig
 from kbnn.errors import ModelLoadError, UsageError
-from kbnn.preprocessing import METHOD, PreprocessingConfig
 
 import numpy as np
 
@@ -183,7 +183,7 @@ def _evaluation_data(height: int, width: int, num_classes: int, samples: int,
 
     images, labels = mnist_sample()
     n = min(samples, len(images))
-    from kbnn.preprocessing import normalize
+    from kbnn.apps.preprocessing import normalize
 
     x = normalize(images[:n], config)[..., None]
     return x, labels[:n].astype(np.int64)
@@ -359,7 +359,7 @@ def write_example(directory: str, *, epochs: int = 10) -> AndroidExport:
 
 def normalize_field(images) -> np.ndarray:
     """uint8 (N, 28, 28) → float32 (N, 28, 28, 1) the way the default model.json normalises."""
-    from kbnn.preprocessing import normalize
+    from kbnn.apps.preprocessing import normalize
 
     return normalize(np.asarray(images), PreprocessingConfig())[..., None]
 
@@ -414,7 +414,7 @@ def decoding_golden() -> dict:
             "max": float(np.max(samples)),
         })
     return {
-        "comment": "written by `python -m kbnn.android --write-golden DIR`; references: "
+        "comment": "written by `python -m kbnn.apps.android --write-golden DIR`; references: "
                    "scipy.special.softmax (float64), np.percentile (linear)",
         "softmax": softmax_cases,
         "latency": latency_cases,
@@ -423,7 +423,7 @@ def decoding_golden() -> dict:
 
 def write_golden(directory: str) -> list[str]:
     """Write decoding.json and the preprocessing golden file into `directory`."""
-    from kbnn.preprocessing import write_golden as write_preprocessing_golden
+    from kbnn.apps.preprocessing import write_golden as write_preprocessing_golden
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, DECODING_GOLDEN)
@@ -434,7 +434,7 @@ def write_golden(directory: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kbnn.android",
+        prog="python -m kbnn.apps.android",
         description="Write the golden vectors and example assets the Android demo's JVM tests use.",
     )
     parser.add_argument("--write-golden", metavar="DIR",

@@ -4,7 +4,7 @@ This module is the Python twin of `org.kbnn.demo.core.Preprocessor` (android_dem
 implement the specification below with integer arithmetic up to the last step and float32 for
 the normalisation, so the two produce bit-identical input tensors. The golden vectors under
 android_demo/core/src/test/resources/golden/ are written by this module
-(`python -m kbnn.preprocessing --write-golden DIR`) and read by the JUnit tests.
+(`python -m kbnn.apps.preprocessing --write-golden DIR`) and read by the JUnit tests.
 
 MNIST itself was made this way (LeCun et al., "Gradient-based learning applied to document
 recognition", 1998; http://yann.lecun.com/exdb/mnist/): each digit was size-normalised to fit
@@ -396,7 +396,7 @@ def read_golden(path: str) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m kbnn.preprocessing",
+        prog="python -m kbnn.apps.preprocessing",
         description="Write the golden preprocessing vectors shared with the Android demo's JVM tests.",
     )
     parser.add_argument("--write-golden", metavar="DIR", required=True,

@@ -8,7 +8,7 @@ from kbnn.errors import UsageError
 
 
 def register(subparsers) -> None:
-    from kbnn.android import DEFAULT_MODEL, DEFAULT_OUT
+    from kbnn.apps.android import DEFAULT_MODEL, DEFAULT_OUT
 
     parser = subparsers.add_parser(
         "export-android",
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kbnn.android import DEFAULT_OUT, export_android, resolve_model
+    from kbnn.apps.android import DEFAULT_OUT, export_android, resolve_model
 
     if args.out == DEFAULT_OUT and not os.path.isdir(os.path.dirname(DEFAULT_OUT)):
         raise UsageError(

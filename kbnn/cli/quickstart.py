@@ -23,7 +23,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from kbnn.errors import UsageError
-    from kbnn.quickstart import run_quickstart
+    from kbnn.apps.quickstart import run_quickstart
 
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")

@@ -88,7 +88,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kbnn.distribute.training import train
+    from kbnn.zoo.training import train
 
     result = train(
         args.name,

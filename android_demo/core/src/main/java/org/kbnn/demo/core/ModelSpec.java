@@ -12,7 +12,7 @@ import java.util.TreeMap;
 /**
  * The contract between {@code kbnn export-android} and the app: model.json, parsed and validated.
  *
- * <p>Version 1 (written by kbnn/android.py, documented in android_demo/README.md):
+ * <p>Version 1 (written by kbnn/apps/android.py, documented in android_demo/README.md):
  *
  * <pre>
  * {"format": "kbnn-android-model", "version": 1, "name": "...", "description": "...",

@@ -6,7 +6,7 @@ package org.kbnn.demo.core;
  * <p>MNIST-style, like the data set was made (LeCun et al. 1998): the ink's bounding box is
  * area-averaged into a {@code digitBox} square keeping the aspect ratio, then placed in the
  * input field so that its centre of mass is at the centre. This is the twin of kbnn's Python
- * {@code kbnn/preprocessing.py}; both follow the same specification (written out there) with
+ * {@code kbnn/apps/preprocessing.py}; both follow the same specification (written out there) with
  * integer arithmetic up to the normalisation and float32 after it, so they are bit-identical
  * (checked by {@code PreprocessorGoldenTest} on vectors Python writes).
  */

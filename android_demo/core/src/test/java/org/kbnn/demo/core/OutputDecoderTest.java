@@ -30,7 +30,7 @@ public class OutputDecoderTest {
     @SuppressWarnings("unchecked")
     public void softmaxMatchesNumpy() throws Exception {
         // decoding.json: float32 logits and scipy.special.softmax of them in float64, written by
-        // `python -m kbnn.android --write-golden`.
+        // `python -m kbnn.apps.android --write-golden`.
         List<Object> cases = (List<Object>) golden().get("softmax");
         assertTrue(cases.size() >= 5);
         for (Object item : cases) {

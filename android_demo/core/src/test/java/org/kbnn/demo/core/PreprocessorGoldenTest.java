@@ -14,8 +14,8 @@ import java.util.zip.GZIPInputStream;
 import org.junit.Test;
 
 /**
- * Cross-language golden test: kbnn's Python preprocessing ({@code kbnn/preprocessing.py}) wrote
- * these drawings with its own outputs ({@code python -m kbnn.preprocessing --write-golden
+ * Cross-language golden test: kbnn's Python preprocessing ({@code kbnn/apps/preprocessing.py}) wrote
+ * these drawings with its own outputs ({@code python -m kbnn.apps.preprocessing --write-golden
  * android_demo/core/src/test/resources/golden}); the JVM core must reproduce every field value
  * and every float32 input bit for bit.
  */
