@@ -1,0 +1,201 @@
+"""The layering of docs' DESIGN floors, enforced on the source: imports only go down.
+
+Every module of `kbnn/`, `zoo/` (installed as `kbnn.zoo`) and `converters/` (`kbnn.converters`)
+is parsed, and *every* import in it is read from the AST — at module level and hidden inside
+functions alike (`ast.walk`). An import of a module on a higher floor fails, and so does a cycle
+between units (a unit is a core module, or a subpackage: `kbnn.distribute`, `kbnn.compression`,
+`kbnn.zoo`, `kbnn.converters`, `kbnn.apps`, `kbnn.cli`).
+
+Floors (higher may import lower, never the reverse; equal floors may import each other as long
+as the units form no cycle):
+    6  kbnn.cli, kbnn.__main__
+    5  kbnn.apps
+    4  kbnn.zoo, kbnn.converters   (and neither imports the other)
+    3  kernels, models, analysis, plotting, data, imagenet, distribute, compression, resources
+    2  activations, initializers, layers, normalization, optimizers
+    1  math, quantizers
+    0  _keras2, errors, _io, _validation, _registry, _loading
+`import kbnn` / `from kbnn import <submodule>` resolve to the submodule; the package `kbnn`
+itself is not a dependency (Python runs `kbnn/__init__` before any `kbnn.X` anyway).
+"""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SOURCES = {"kbnn": ROOT / "kbnn", "kbnn.zoo": ROOT / "zoo", "kbnn.converters": ROOT / "converters"}
+
+FLOORS = {
+    0: ("_keras2", "errors", "_io", "_validation", "_registry", "_loading"),
+    1: ("math", "quantizers"),
+    2: ("activations", "initializers", "layers", "normalization", "optimizers"),
+    3: ("kernels", "models", "analysis", "plotting", "data", "imagenet", "distribute",
+        "compression", "resources"),
+    4: ("zoo", "converters"),
+    5: ("apps",),
+    6: ("cli", "__main__"),
+}
+UNIT_FLOOR = {f"kbnn.{name}": floor for floor, names in FLOORS.items() for name in names}
+# Units on the same floor that must not import each other at all.
+SEPARATED = {("kbnn.zoo", "kbnn.converters"), ("kbnn.converters", "kbnn.zoo")}
+# Allowed exceptions: (importer unit, imported unit) -> reason. Keep this empty if at all possible.
+EXCEPTIONS: dict[tuple[str, str], str] = {}
+
+
+def _module_name(package: str, root: pathlib.Path, path: pathlib.Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([package, *parts])
+
+
+def _modules() -> dict[str, pathlib.Path]:
+    found = {}
+    for package, root in SOURCES.items():
+        for path in sorted(root.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                found[_module_name(package, root, path)] = path
+    return found
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str:
+    """The longest known module `name` refers to (`kbnn.zoo.api.get` -> `kbnn.zoo.api`)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _imports(module: str, path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, kbnn module) for every import in the file, at any depth."""
+    is_package = path.name == "__init__.py"
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([base] if base else []))
+            names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+        else:
+            continue
+        for name in names:
+            if name == "kbnn" or not name.startswith("kbnn."):
+                continue
+            target = _resolve(name)
+            if target and target != "kbnn":
+                found.append((node.lineno, target))
+    return sorted(set(found))
+
+
+def unit(module: str) -> str:
+    """The unit a module belongs to: `kbnn.<first part>` (a core module or a subpackage)."""
+    return ".".join(module.split(".")[:2])
+
+
+def floor(module: str) -> int:
+    name = unit(module)
+    if name not in UNIT_FLOOR:
+        raise AssertionError(f"{module} is on no floor; add {name!r} to FLOORS in {__file__}")
+    return UNIT_FLOOR[name]
+
+
+EDGES = [
+    (module, line, target)
+    for module, path in MODULES.items()
+    if module != "kbnn"
+    for line, target in _imports(module, path)
+]
+
+
+def test_every_module_is_on_a_floor():
+    for module in MODULES:
+        if module != "kbnn":
+            floor(module)
+
+
+def test_no_upward_imports():
+    upward = [
+        f"{MODULES[module].relative_to(ROOT)}:{line}: {module} (floor {floor(module)}) imports "
+        f"{target} (floor {floor(target)})"
+        for module, line, target in EDGES
+        if floor(target) > floor(module) and (unit(module), unit(target)) not in EXCEPTIONS
+    ]
+    assert not upward, "upward imports:\n" + "\n".join(upward)
+
+
+def test_zoo_and_converters_stay_apart():
+    crossing = [
+        f"{MODULES[module].relative_to(ROOT)}:{line}: {module} imports {target}"
+        for module, line, target in EDGES
+        if (unit(module), unit(target)) in SEPARATED
+    ]
+    assert not crossing, "\n".join(crossing)
+
+
+def _unit_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, _, target in EDGES:
+        if unit(module) != unit(target) and (unit(module), unit(target)) not in EXCEPTIONS:
+            graph.setdefault(unit(module), set()).add(unit(target))
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` as a path `[a, b, ..., a]`, or None (depth-first search)."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_cycles_between_units():
+    cycle = find_cycle(_unit_graph())
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_checker_sees_hidden_and_relative_imports(tmp_path):
+    """The AST walk finds imports inside functions and resolves relative ones."""
+    source = tmp_path / "probe.py"
+    source.write_text("def f():\n    from kbnn.zoo import api\n    from ..cli import main\n")
+    found = _imports("kbnn.apps.probe", source)
+    assert (2, "kbnn.zoo.api") in found and (3, "kbnn.cli") in found
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": {"c"}}) is None
+
+
+def test_import_kbnn_loads_no_upper_floor(run_fresh_python, tmp_path):
+    """`import kbnn` loads floors 0–3 only (registration included): no zoo, converters, apps
+    or cli module."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\nimport kbnn\n"
+        "upper = ('kbnn.zoo', 'kbnn.converters', 'kbnn.apps', 'kbnn.cli')\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(upper)))\n"
+        "print('CORE', 'kbnn.quantizers' in sys.modules, 'kbnn.activations' in sys.modules)\n"
+    )
+    lines = run_fresh_python(script, timeout=120).splitlines()
+    assert "LOADED []" in lines, lines[-5:]
+    assert "CORE True True" in lines, lines[-5:]  # the probe sees modules that are loaded
