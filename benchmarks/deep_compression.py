@@ -153,21 +153,20 @@ def run(name: str, args, train, validation, test) -> dict:
 
     output = os.path.join(args.out, f"{model.name}.kbz")
     start = time.time()
-    result = compression.compress(
-        model,
+    config = compression.CompressionConfig(
         sparsity=setup["sparsity"],
         bits=setup["bits"],
         conv_bits=setup["conv_bits"],
         huffman=True,
-        train_data=train,
-        test_data=test,
         rounds=args.rounds,
         epochs_per_round=args.epochs_per_round,
         finetune_epochs=args.finetune_epochs,
         compile_fn=pipeline.default_compile(args.prune_lr),
         finetune_compile_fn=pipeline.default_compile(args.finetune_lr),
-        output=output,
         verbose=args.verbose,
+    )
+    result = compression.compress(
+        model, config, train_data=train, test_data=test, output=output
     )
     compress_seconds = time.time() - start
     print(

@@ -44,10 +44,10 @@ def trained():
 def test_pipeline_stages_file_and_warnings(trained, tmp_path):
     data = _data()
     out = tmp_path / "tiny.kbz"
-    result = pipeline.compress(
-        trained, sparsity={"hidden": 0.8, "narrow": 0.1, "tiny": 0.25}, bits=5,
-        train_data=data, test_data=data, rounds=2, epochs_per_round=1, finetune_epochs=1,
-        compile_fn=pipeline.default_compile(1e-3), output=out)
+    config = pipeline.CompressionConfig(
+        sparsity={"hidden": 0.8, "narrow": 0.1, "tiny": 0.25}, bits=5, rounds=2,
+        epochs_per_round=1, finetune_epochs=1, compile_fn=pipeline.default_compile(1e-3))
+    result = pipeline.compress(trained, config, train_data=data, test_data=data, output=out)
     names = [row.stage for row in result.stages]
     assert names == ["baseline", "pruned", "shared", "huffman"]
     base, pruned, shared, huff = result.stages
@@ -77,7 +77,8 @@ def test_pipeline_stages_file_and_warnings(trained, tmp_path):
 
 
 def test_one_shot_pipeline_without_data(trained):
-    result = pipeline.compress(trained, sparsity=0.5, bits=3, huffman=False)
+    result = pipeline.compress(
+        trained, pipeline.CompressionConfig(sparsity=0.5, bits=3, huffman=False))
     assert [row.stage for row in result.stages] == ["baseline", "pruned", "shared"]
     assert all(row.accuracy is None for row in result.stages)
     assert "accuracy" in result.format().splitlines()[0]
@@ -90,7 +91,8 @@ def test_binary_kernels_report_huffman_as_not_worth_it():
                              input_shape=(32,), name="binary"),
         tf.keras.layers.Dense(2, name="out"),
     ])
-    result = pipeline.compress(model, sparsity=None, bits=None, huffman=True)
+    result = pipeline.compress(
+        model, pipeline.CompressionConfig(sparsity=None, bits=None, huffman=True))
     report = result.format()
     assert "Huffman coding of binary/kernel:0 values costs more than it saves" in report
     shared_row = next(r for r in result.stages if r.stage == "huffman")

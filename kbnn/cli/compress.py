@@ -132,11 +132,12 @@ def run(args: argparse.Namespace) -> int:
         if args.epochs or args.finetune_epochs:
             train = mnist("train", args.batch_size, shuffle=True, seed=0)
     retrain = train if args.epochs else None
-    result = pipeline.compress(
-        model, sparsity=sparsity, bits=args.bits, conv_bits=args.conv_bits,
-        huffman=args.huffman, train_data=retrain, test_data=test, rounds=args.rounds,
-        epochs_per_round=max(args.epochs, 1), finetune_epochs=args.finetune_epochs,
-        finetune_data=train, compile_fn=pipeline.default_compile(args.learning_rate),
-        gap_bits=args.gap_bits, output=args.output)
+    config = pipeline.CompressionConfig(
+        sparsity=sparsity, bits=args.bits, conv_bits=args.conv_bits, huffman=args.huffman,
+        rounds=args.rounds, epochs_per_round=max(args.epochs, 1),
+        finetune_epochs=args.finetune_epochs,
+        compile_fn=pipeline.default_compile(args.learning_rate), gap_bits=args.gap_bits)
+    result = pipeline.compress(model, config, train_data=retrain, test_data=test,
+                               finetune_data=train, output=args.output)
     print(result.format())
     return 0

@@ -11,7 +11,8 @@ Weights and Connections for Efficient Neural Networks", NeurIPS 2015, for iterat
 - `huffman`, `relative_index`, `encoding`: canonical Huffman, the paper's relative-index
   sparse format with filler zeros, and exact tensor encodings (levels for ternary kernels).
 - `format`: `save_compressed` / `load_compressed`, the checksummed `.kbz` file.
-- `pipeline.compress`: all stages with a per-stage size/accuracy report.
+- `pipeline.compress`: all stages (settings in a `CompressionConfig`) with a per-stage
+  size/accuracy report.
 """
 
 from kbnn.compression.encoding import Stage
@@ -25,7 +26,13 @@ from kbnn.compression.format import (
     read_compressed,
     save_compressed,
 )
-from kbnn.compression.pipeline import CompressionResult, StageReport, compress, prune_and_retrain
+from kbnn.compression.pipeline import (
+    CompressionConfig,
+    CompressionResult,
+    StageReport,
+    compress,
+    prune_and_retrain,
+)
 from kbnn.compression.pruning import (
     ConstantSparsity,
     IterativeSparsity,
@@ -44,6 +51,7 @@ from kbnn.compression.sharing import SharedWeights, kmeans_1d, share_weights, st
 
 __all__ = [
     "CompressedFileError",
+    "CompressionConfig",
     "CompressionResult",
     "ConstantSparsity",
     "CorruptFileError",

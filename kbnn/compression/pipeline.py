@@ -236,103 +236,128 @@ def _finetune(shared, data, epochs, compile_fn, verbose) -> None:
             layer.trainable = True
 
 
-def compress(
-    model: tf.keras.Model,
-    *,
-    sparsity=0.9,
-    bits=5,
-    conv_bits: int | None = None,
-    huffman: bool = True,
-    train_data=None,
-    test_data=None,
-    rounds: int = 3,
-    epochs_per_round: int = 1,
-    finetune_epochs: int = 1,
-    finetune_data=None,
-    compile_fn: Callable[[tf.keras.Model], None] | None = None,
-    finetune_compile_fn: Callable[[tf.keras.Model], None] | None = None,
-    gap_bits: int | None = None,
-    output: str | os.PathLike | None = None,
-    verbose: int = 0,
-) -> CompressionResult:
-    """Prune, share weights, Huffman-code; report each stage; optionally write `output`.
+@dataclasses.dataclass(frozen=True)
+class CompressionConfig:
+    """What `compress` does at each stage (the data and the output file are separate arguments).
 
-    # Arguments
+    # Fields
         sparsity: fraction of weights pruned per prunable layer (float or {layer: float});
             None or 0 skips pruning.
         bits: codebook index bits per shared float layer (int or {layer: bits}); None skips
             weight sharing. `conv_bits` overrides it for conv kernels (paper: 8 conv, 5 fc).
             Quantized (larq/kbnn) kernels are stored as their levels in this stage either way.
         huffman: add the Huffman stage.
+        rounds, epochs_per_round: iterative pruning with `train_data` (rounds × epochs).
+        finetune_epochs: codebook fine-tuning epochs with training data.
+        compile_fn: compiles the wrapped models for retraining (default Adam 1e-4, sparse
+            categorical cross-entropy); `finetune_compile_fn` for the codebook fine-tuning
+            (default: `compile_fn`).
+        gap_bits: relative-index gap width (None: the encoder picks the smallest).
+        verbose: Keras `fit` verbosity.
+    """
+
+    sparsity: float | Mapping[str, float] | None = 0.9
+    bits: int | Mapping[str, int] | None = 5
+    conv_bits: int | None = None
+    huffman: bool = True
+    rounds: int = 3
+    epochs_per_round: int = 1
+    finetune_epochs: int = 1
+    compile_fn: Callable[[tf.keras.Model], None] | None = None
+    finetune_compile_fn: Callable[[tf.keras.Model], None] | None = None
+    gap_bits: int | None = None
+    verbose: int = 0
+
+
+def _prune_stage(model, config, train_data, compile_fn, evaluate):
+    if train_data is not None:
+        pruned = prune_and_retrain(model, train_data, config.sparsity, rounds=config.rounds,
+                                   epochs_per_round=config.epochs_per_round,
+                                   compile_fn=compile_fn, verbose=config.verbose)
+    else:
+        pruned = pruning.magnitude_prune(model, config.sparsity)
+    row, tensors = _measure("pruned", pruned, enc.Stage.PRUNE, config.gap_bits, evaluate)
+    row.notes = _stage_notes(tensors, enc.Stage.PRUNE, "relative-index sparse format")
+    return pruned, row
+
+
+def _share_stage(model, config, finetune_data, compile_fn, evaluate):
+    """Weight sharing where it pays (fine-tuned with data), then quantized kernels as levels."""
+    notes, chosen = [], {}
+    per_layer = _bits_per_layer(model, config.bits, config.conv_bits) if config.bits else {}
+    for name, layer_bits in per_layer.items():
+        kernel = klayers.kernel_variable(model.get_layer(name)).numpy()
+        if _sharing_pays(kernel, layer_bits, config.gap_bits):
+            chosen[name] = layer_bits
+        else:
+            notes.append(f"weight sharing ({layer_bits} bits) of layer {name!r} "
+                         f"({kernel.size:,} weights) costs more than it saves: skipped")
+    if chosen:
+        shared = sharing.share_weights(model, chosen)
+        if finetune_data is not None and config.finetune_epochs:
+            _finetune(shared, finetune_data, config.finetune_epochs,
+                      config.finetune_compile_fn or compile_fn, config.verbose)
+        model = sharing.strip_sharing(shared)
+    # Quantized (binary/ternary/five-level) kernels: store q(W) as levels · scale.
+    model, materialize_notes = quantized.materialize_quantized(model)
+    row, tensors = _measure("shared", model, enc.Stage.SHARE, config.gap_bits, evaluate)
+    row.notes = notes + materialize_notes + _stage_notes(
+        tensors, enc.Stage.SHARE, "weight sharing / level coding")
+    return model, row
+
+
+def compress(
+    model: tf.keras.Model,
+    config: CompressionConfig | None = None,
+    *,
+    train_data=None,
+    test_data=None,
+    finetune_data=None,
+    output: str | os.PathLike | None = None,
+) -> CompressionResult:
+    """Prune, share weights, Huffman-code; report each stage; optionally write `output`.
+
+    # Arguments
+        config: the stages' settings (`CompressionConfig()` when None).
         train_data: `(x, y)` batches; with it, pruning retrains (`rounds` ×
             `epochs_per_round` epochs) and the codebooks are fine-tuned `finetune_epochs`.
             Without it, pruning is one-shot and the codebooks are plain k-means.
         finetune_data: data for the codebook fine-tuning if different from `train_data`.
         test_data: `(x, y)` batches for the accuracy column.
-        compile_fn: compiles the wrapped models for retraining (default Adam 1e-4, sparse
-            categorical cross-entropy); `finetune_compile_fn` for the codebook fine-tuning
-            (default: `compile_fn`).
         output: write the compressed model here (`.kbz`); the final row's accuracy is then
             measured on the model loaded back from the file.
     """
+    config = config if config is not None else CompressionConfig()
     pruning.check_functional(model)
     evaluate = (lambda m: accuracy(m, test_data)) if test_data is not None else None
-    compile_fn = compile_fn or default_compile()
-    stages, notes = [], []
+    compile_fn = config.compile_fn or default_compile()
+    gap_bits = config.gap_bits
 
     row, _ = _measure("baseline", model, enc.Stage.BASELINE, gap_bits, evaluate)
-    stages.append(row)
+    stages = [row]
     current = model
-
-    if sparsity:
-        if train_data is not None:
-            current = prune_and_retrain(current, train_data, sparsity, rounds=rounds,
-                                        epochs_per_round=epochs_per_round,
-                                        compile_fn=compile_fn, verbose=verbose)
-        else:
-            current = pruning.magnitude_prune(current, sparsity)
-        row, tensors = _measure("pruned", current, enc.Stage.PRUNE, gap_bits, evaluate)
-        row.notes = _stage_notes(tensors, enc.Stage.PRUNE, "relative-index sparse format")
+    if config.sparsity:
+        current, row = _prune_stage(current, config, train_data, compile_fn, evaluate)
         stages.append(row)
-
-    if bits or quantized.quantized_layers(current):
-        share_notes = []
-        chosen = {}
-        for name, layer_bits in (_bits_per_layer(current, bits, conv_bits) if bits else {}).items():
-            kernel = klayers.kernel_variable(current.get_layer(name)).numpy()
-            if _sharing_pays(kernel, layer_bits, gap_bits):
-                chosen[name] = layer_bits
-            else:
-                share_notes.append(f"weight sharing ({layer_bits} bits) of layer {name!r} "
-                                   f"({kernel.size:,} weights) costs more than it saves: skipped")
-        if chosen:
-            shared = sharing.share_weights(current, chosen)
-            finetune_data = finetune_data if finetune_data is not None else train_data
-            if finetune_data is not None and finetune_epochs:
-                _finetune(shared, finetune_data, finetune_epochs,
-                          finetune_compile_fn or compile_fn, verbose)
-            current = sharing.strip_sharing(shared)
-        # Quantized (binary/ternary/five-level) kernels: store q(W) as levels · scale.
-        current, materialize_notes = quantized.materialize_quantized(current)
-        row, tensors = _measure("shared", current, enc.Stage.SHARE, gap_bits, evaluate)
-        row.notes = share_notes + materialize_notes + _stage_notes(
-            tensors, enc.Stage.SHARE, "weight sharing / level coding")
+    if config.bits or quantized.quantized_layers(current):
+        finetune_data = finetune_data if finetune_data is not None else train_data
+        current, row = _share_stage(current, config, finetune_data, compile_fn, evaluate)
         stages.append(row)
 
     final_evaluate = evaluate
     saved = None
     if output is not None:
-        saved = fmt.save_compressed(current, output, gap_bits=gap_bits, huffman=huffman)
+        saved = fmt.save_compressed(current, output, gap_bits=gap_bits, huffman=config.huffman)
         if evaluate is not None:
             reloaded = fmt.load_compressed(output)
             _check_identical(current, reloaded, test_data)
 
             def final_evaluate(_model, reloaded=reloaded):
                 return accuracy(reloaded, test_data)  # measured on the file's model
-    if huffman:
+    if config.huffman:
         row, tensors = _measure("huffman", current, enc.Stage.HUFFMAN, gap_bits, final_evaluate)
         row.notes = _stage_notes(tensors, enc.Stage.HUFFMAN, "Huffman coding")
         stages.append(row)
     elif final_evaluate is not evaluate:
         stages[-1].accuracy = final_evaluate(current)
-    return CompressionResult(current, stages, saved, notes)
+    return CompressionResult(current, stages, saved, [])
