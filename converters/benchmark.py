@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from kbnn.converters.flatbuffer import read_flatbuffer
+from kbnn.converters.interpreters import float_interpreter
 from kbnn.converters.verify import KERNEL_OPTIONS, interpreter
 
 import numpy as np
@@ -39,7 +40,7 @@ def benchmark(
         num_threads: interpreter threads.
         runs, warmup: timed and untimed invocations.
         runtime: "lce" (LCE's interpreter, LCE ops and builtins), "tflite"
-            (`tf.lite.Interpreter` with its default delegates) or "auto" (LCE when the
+            (LiteRT, `kbnn.converters.interpreters`, with its default delegates) or "auto" (LCE when the
             flatbuffer has LCE ops, else TFLite).
         options: LCE interpreter options overriding `KERNEL_OPTIONS`
             (use_indirect_bgemm, use_reference_bconv, use_xnnpack).
@@ -91,10 +92,7 @@ def _lce(flatbuffer, num_threads, options):
 
 
 def _tflite(flatbuffer, num_threads, options):
-    import tensorflow as tf
-
-    engine = tf.lite.Interpreter(model_content=flatbuffer, num_threads=num_threads)
-    engine.allocate_tensors()
+    engine = float_interpreter(flatbuffer, num_threads=num_threads)
     inputs = engine.get_input_details()
     outputs = engine.get_output_details()
 

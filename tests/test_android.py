@@ -11,6 +11,7 @@ import subprocess
 import kbnn
 from kbnn.apps import android
 from kbnn.cli import main
+from kbnn.converters.interpreters import float_interpreter
 from kbnn.data import mnist_sample, normalize_mnist
 from kbnn.errors import UsageError
 
@@ -109,7 +110,6 @@ def test_model_entries_describe_the_files(exported):
 
 
 @needs_converters
-@pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated:UserWarning")
 def test_recorded_accuracy_matches_independent_evaluations(exported):
     out, spec, _, model_path = exported
     images, labels = mnist_sample()
@@ -119,8 +119,8 @@ def test_recorded_accuracy_matches_independent_evaluations(exported):
     keras_top1 = np.mean(np.argmax(tf.keras.models.load_model(model_path).predict(x, verbose=0), -1) == y)
     assert binary["accuracy"]["samples"] == SAMPLES
     assert binary["accuracy"]["top1"] == pytest.approx(keras_top1, abs=2 / SAMPLES)
-    # the float twin through TensorFlow's own TFLite interpreter, not LCE's
-    interpreter = tf.lite.Interpreter(model_content=(out / twin["file"]).read_bytes())
+    # the float twin through LiteRT (kbnn.converters.interpreters), not LCE's interpreter
+    interpreter = float_interpreter((out / twin["file"]).read_bytes())
     interpreter.allocate_tensors()
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     hits = 0

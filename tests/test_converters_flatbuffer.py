@@ -7,6 +7,7 @@ import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import converters
 from kbnn import layers as kl
 from kbnn.converters import FlatbufferError
+from kbnn.converters.interpreters import float_interpreter
 from kbnn.converters.report import unpack_bconv_filter
 
 import numpy as np
@@ -59,7 +60,7 @@ def test_bitpacked_filter_decodes_to_the_kernel_signs(converted):
 
 
 def test_tensors_agree_with_tflite_interpreter():
-    """Independent reference: TensorFlow Lite's own reader of a builtin-only flatbuffer."""
+    """Independent reference: LiteRT's own reader of a builtin-only flatbuffer."""
     model = tf.keras.Sequential(
         [
             tf.keras.Input((4, 4, 3)),
@@ -70,7 +71,7 @@ def test_tensors_agree_with_tflite_interpreter():
     )
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     parsed = converters.read_flatbuffer(flatbuffer)
-    details = tf.lite.Interpreter(model_content=flatbuffer).get_tensor_details()
+    details = float_interpreter(flatbuffer).get_tensor_details()
     assert [(t.name, t.shape) for t in parsed.tensors] == [
         (d["name"], tuple(int(s) for s in d["shape"])) for d in details
     ]

@@ -1,7 +1,12 @@
 """Stack compatibility: random quantizers' configs across tf-keras 2.19..2.21, the float interpreter."""
 
+import warnings
+
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn import converters
+from kbnn import layers as kl
 from kbnn import quantizers as kq
+from kbnn.converters import interpreters
 
 import numpy as np
 import pytest
@@ -44,3 +49,54 @@ def test_stochastic_sign_model_round_trips_through_keras_and_h5(tmp_path):
         restored = tf.keras.models.load_model(tmp_path / name)
         assert isinstance(restored.layers[-1], kq.StochasticSign)
         np.testing.assert_array_equal(restored.predict(x, verbose=0), np.where(x >= 0, 1.0, -1.0))
+
+
+def _float_model_and_flatbuffer():
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 2)),
+            tf.keras.layers.Conv2D(4, 3, activation="relu"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(3),
+        ]
+    )
+    return model, tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
+def test_float_interpreter_matches_tensorflow_lite_and_keras():
+    model, flatbuffer = _float_model_and_flatbuffer()
+    x = np.random.default_rng(0).normal(size=(5, 6, 6, 2)).astype(np.float32)
+    (outputs,) = interpreters.run_float(flatbuffer, x)
+    # independent reference: TensorFlow's own TFLite interpreter, run sample by sample
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its deprecation notice is what LiteRT avoids
+        reference = tf.lite.Interpreter(model_content=flatbuffer)
+    reference.allocate_tensors()
+    inp, out = reference.get_input_details()[0], reference.get_output_details()[0]
+    expected = []
+    for sample in x:
+        reference.set_tensor(inp["index"], sample[None])
+        reference.invoke()
+        expected.append(reference.get_tensor(out["index"])[0])
+    np.testing.assert_array_equal(outputs, np.stack(expected))
+    np.testing.assert_allclose(outputs, model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_float_interpreter_prints_no_deprecation_warning():
+    if interpreters.float_backend() != "ai_edge_litert":
+        pytest.skip("ai_edge_litert not installed: the tf.lite fallback warns by design")
+    _, flatbuffer = _float_model_and_flatbuffer()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        interpreters.float_interpreter(flatbuffer, num_threads=2).invoke()
+
+
+def test_float_interpreter_refuses_lce_flatbuffer_and_bad_arguments():
+    model = tf.keras.Sequential([tf.keras.Input((4, 4, 3)), kl.BinaryConv2D(8, 3)])
+    flatbuffer = converters.convert(model).flatbuffer
+    with pytest.raises(ValueError, match="LCE flatbuffers need LCE's interpreter"):
+        interpreters.float_interpreter(flatbuffer)
+    with pytest.raises(ValueError, match="must be bytes"):
+        interpreters.float_interpreter("model.tflite")
+    with pytest.raises(ValueError, match="num_threads"):
+        interpreters.float_interpreter(_float_model_and_flatbuffer()[1], num_threads=0)
