@@ -261,3 +261,96 @@ def _per_operator(qemu: str, library: Path, binary: Path, command: list[str]):
     ]
     marks = marks[len(marks) - 2 * len(names) :]
     return [(name, marks[2 * k + 1] - marks[2 * k]) for k, name in enumerate(names)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparing with the float twin, the x86 interpreter and Keras
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Agreement:
+    """aarch64 outputs against a reference: argmax agreement and max |difference|."""
+
+    reference: str
+    argmax_agreement: float
+    max_abs_diff: float
+
+
+@dataclass
+class Arm64Report:
+    """What `kbnn bench --target arm64` prints: the binary model's cost, the float twin's and
+    their ratio, and how the aarch64 outputs agree with the x86 LCE interpreter and Keras."""
+
+    binary: Arm64Cost
+    twin: Arm64Cost | None = None
+    agreements: list[Agreement] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float | None:
+        """Float-twin instructions ÷ binary instructions (how many times cheaper on ARM)."""
+        return self.twin.instructions / self.binary.instructions if self.twin else None
+
+    def summary(self) -> str:
+        rows = [("model", "instructions per inference", "float ÷ binary")]
+        rows.append(("binary (LCE)", f"{self.binary.instructions:,}", ""))
+        if self.twin is not None:
+            rows.append(("float32 twin", f"{self.twin.instructions:,}", f"{self.ratio:.2f}×"))
+        lines = [
+            f"aarch64 (LCE v0.16.0 kernels under qemu, {self.binary.mode} bgemm, batch 1, "
+            "1 thread); instruction counts are a proxy for ARM cost, not a time",
+            format_table(rows),
+        ]
+        for agreement in self.agreements:
+            lines.append(
+                f"aarch64 vs {agreement.reference}: argmax agreement "
+                f"{100 * agreement.argmax_agreement:.2f}%, max |diff| {agreement.max_abs_diff:.3g}"
+            )
+        if self.binary.operators:
+            lines += ["per operator (binary model, one inference):", self.binary.operator_table()]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def agreement(reference_name: str, reference, actual) -> Agreement:
+    reference = np.asarray(reference, np.float64).reshape(len(actual), -1)
+    actual = np.asarray(actual, np.float64).reshape(len(reference), -1)
+    return Agreement(
+        reference_name,
+        float(np.mean(reference.argmax(axis=1) == actual.argmax(axis=1))),
+        float(np.max(np.abs(reference - actual))),
+    )
+
+
+def compare(
+    flatbuffer: bytes,
+    x,
+    *,
+    model=None,
+    twin_flatbuffer: bytes | None = None,
+    mode: str = DEFAULT_MODE,
+    per_op: bool = False,
+    runner: str | os.PathLike | None = None,
+) -> Arm64Report:
+    """Cost of `flatbuffer` on aarch64 over inputs `x`, checked against LCE's x86 interpreter;
+    with the Keras `model` also against Keras and against its float twin's cost (built with
+    `float_twin_flatbuffer` unless `twin_flatbuffer` is given)."""
+    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
+
+    binary = run(flatbuffer, x, mode=mode, per_op=per_op, runner=runner)
+    inputs = np.asarray(x, np.float32)
+    x86 = lce_outputs(flatbuffer, [inputs], **KERNEL_OPTIONS)[0]
+    report = Arm64Report(binary, agreements=[agreement("x86 LCE interpreter", x86, binary.outputs)])
+    if model is not None:
+        report.agreements.append(
+            agreement("Keras", keras_outputs(model, [inputs])[0], binary.outputs)
+        )
+        if twin_flatbuffer is None:
+            from kbnn.converters.twin import float_twin_flatbuffer
+
+            twin_flatbuffer = float_twin_flatbuffer(model)
+    if twin_flatbuffer is not None:
+        report.twin = run(twin_flatbuffer, x, mode=mode, runner=runner)
+    return report
