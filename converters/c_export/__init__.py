@@ -14,7 +14,8 @@ from kbnn.converters.c_export.codegen import CSources, check_prefix, generate
 from kbnn.converters.c_export.errors import ExportError
 from kbnn.converters.c_export.lowering import IntegerLayer, IntegerNetwork, lower
 
-__all__ = ["CExport", "ExportError", "IntegerLayer", "IntegerNetwork", "export_c", "lower"]
+__all__ = ["CExport", "ExportError", "IntegerLayer", "IntegerNetwork", "check_prefix", "export_c",
+           "generate", "lower"]
 
 
 @dataclasses.dataclass

@@ -24,6 +24,7 @@ COMMANDS = (
     "summary",
     "compress",
     "export_android",
+    "export_c",
 )
 
 EXIT_USAGE = 2
