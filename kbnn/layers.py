@@ -21,6 +21,7 @@ available here too, so a model needs only `kbnn.layers`.
 import threading
 
 from kbnn import quantizers
+from kbnn._registry import register
 from kbnn.math import check_bits
 from kbnn.normalization import ShiftBatchNormalization  # noqa: F401  (re-exported)
 
@@ -69,12 +70,6 @@ __all__ = [
     "TernaryConv2D",
     "TernaryDense",
 ]
-
-
-def _register(cls):
-    """Register a layer as `kbnn>ClassName` and, for legacy .h5 loading, as `ClassName`."""
-    cls = tf.keras.utils.register_keras_serializable(package="kbnn")(cls)
-    return lq.utils.register_keras_custom_object(cls)
 
 
 def _outputs_plus_minus_one(quantizer) -> bool:
@@ -134,7 +129,8 @@ class ReplicaSafePadding:
 
 
 # --------------------------------------------------------------------------------------------
-# Presets: one base per layer kind, the defaults as class attributes
+# Presets: one base per layer kind, the defaults as class attributes. Every preset is
+# registered as `kbnn>Name` and, for legacy .h5 files, as `Name` (`bare_name=True`).
 # --------------------------------------------------------------------------------------------
 
 
@@ -232,7 +228,7 @@ class PresetDense(_QuantizerPreset, QuantDense):
 # --------------------------------------------------------------------------------------------
 
 
-@_register
+@register(bare_name=True)
 class BinaryConv2D(PresetConv2D):
     r"""Binary convolution (BinaryNet, Courbariaux, Hubara et al. 2016): sign(x) ⊛ sign(W).
 
@@ -289,7 +285,7 @@ class BinaryConv2D(PresetConv2D):
         return {**super().get_config(), "xnor_input_scaling": self.xnor_input_scaling}
 
 
-@_register
+@register(bare_name=True)
 class BinaryDense(PresetDense):
     """Binary fully connected layer (BinaryNet): sign(x) · sign(W), latent W clipped to [−1, 1].
 
@@ -305,28 +301,28 @@ class BinaryDense(PresetDense):
 # --------------------------------------------------------------------------------------------
 
 
-@_register
+@register(bare_name=True)
 class TernaryConv2D(PresetConv2D):
     """Ternary-weight convolution (TWN, Li & Liu 2016): x ⊛ α·t, kernel quantizer `"twn"`."""
 
     default_kernel_quantizer = "twn"
 
 
-@_register
+@register(bare_name=True)
 class TernaryDense(PresetDense):
     """Ternary-weight fully connected layer (TWN): x · α·t, kernel quantizer `"twn"`."""
 
     default_kernel_quantizer = "twn"
 
 
-@_register
+@register(bare_name=True)
 class FiveLevelConv2D(PresetConv2D):
     """Five-level-weight convolution: x ⊛ α·t, t ∈ {−2..2}, kernel quantizer `"five_level"`."""
 
     default_kernel_quantizer = "five_level"
 
 
-@_register
+@register(bare_name=True)
 class FiveLevelDense(PresetDense):
     """Five-level-weight fully connected layer, kernel quantizer `"five_level"`."""
 
@@ -372,7 +368,7 @@ class DorefaPreset:
         return {**config, "bit_w": self.bit_w, "bit_a": self.bit_a}
 
 
-@_register
+@register(bare_name=True)
 class DorefaConv2D(DorefaPreset, PresetConv2D):
     """DoReFa-Net convolution (Zhou et al. 2016): quantize_a(x) ⊛ quantize_w(W).
 
@@ -380,7 +376,7 @@ class DorefaConv2D(DorefaPreset, PresetConv2D):
     """
 
 
-@_register
+@register(bare_name=True)
 class DorefaDense(DorefaPreset, PresetDense):
     """DoReFa-Net fully connected layer: quantize_a(x) · quantize_w(W); see `DorefaConv2D`."""
 
@@ -390,7 +386,7 @@ class DorefaDense(DorefaPreset, PresetDense):
 # --------------------------------------------------------------------------------------------
 
 
-@_register
+@register(bare_name=True)
 class Sign(SteSign):
     """Binary activation layer: sign(x) with sign(0) = +1, clipped-STE backward (BinaryNet).
 
@@ -399,7 +395,7 @@ class Sign(SteSign):
     """
 
 
-@_register
+@register(bare_name=True)
 class GradientQuantizer(quantizers.DoReFaGradient):
     """Identity layer whose backward pass quantizes the gradient to `k_bit` bits (DoReFa-Net).
 

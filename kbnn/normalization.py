@@ -6,16 +6,15 @@ multiplication with a power of two, `kbnn.math.ap2`, i.e. a bit shift on fixed-p
 
 from __future__ import annotations
 
+from kbnn._registry import register
 from kbnn.math import ap2
 
-import larq as lq
 import tensorflow as tf
 
 __all__ = ["ShiftBatchNormalization", "get"]
 
 
-@lq.utils.register_keras_custom_object  # also as the plain class name, for legacy .h5 files
-@tf.keras.utils.register_keras_serializable(package="kbnn")
+@register(bare_name=True)  # also as the plain class name, for legacy .h5 files
 class ShiftBatchNormalization(tf.keras.layers.Layer):
     r"""Shift-based batch normalisation (SBN), BinaryNet Algorithm 3.
 

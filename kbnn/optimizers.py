@@ -17,6 +17,7 @@ import math
 import numbers
 from collections.abc import Mapping
 
+from kbnn._registry import register
 from kbnn.math import ap2
 
 import larq as lq
@@ -142,7 +143,9 @@ class _ShiftAdaMaxBase:
         return {**super().get_config(), "glorot_lr_scale": self.glorot_lr_scale}
 
 
-@tf.keras.utils.register_keras_serializable(package="kbnn")
+# larq's CaseOptimizer.get_config records each sub-optimizer's `name` as its class name and
+# from_config looks that name up, so the plain class names must resolve too.
+@register(bare_name=True)
 class ShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.Adamax):
     r"""Shift-based AdaMax (BinaryNet, Courbariaux, Hubara et al. 2016, Algorithm 4).
 
@@ -182,7 +185,7 @@ class ShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.Adamax):
         self._apply_shift_adamax(variable, gradient, self._m[index], self._u[index], coefficients)
 
 
-@tf.keras.utils.register_keras_serializable(package="kbnn")
+@register(bare_name=True)
 class LegacyShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.legacy.Adamax):
     """`ShiftAdaMax` (same update, same arguments) on `tf.keras.optimizers.legacy`.
 
@@ -209,12 +212,6 @@ class LegacyShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.legacy.Adamax):
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):
         dense = _dense(tf.IndexedSlices(grad, indices), var)
         return self._resource_apply_dense(dense, var, apply_state=apply_state)
-
-
-# larq's CaseOptimizer.get_config records each sub-optimizer's `name` as its class name and
-# from_config looks that name up, so the plain class names must resolve too.
-lq.utils.register_keras_custom_object(ShiftAdaMax)
-lq.utils.register_keras_custom_object(LegacyShiftAdaMax)
 
 
 def get(identifier, *, learning_rate: float | None = None, legacy: bool = False):

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
+from kbnn._registry import register
 from kbnn.compression import layers as klayers
 
 import numpy as np
@@ -112,7 +113,7 @@ class _MonotonePruning(pruning_impl.Pruning):
         return threshold, mask * old_mask
 
 
-@tf.keras.utils.register_keras_serializable(package="kbnn")
+@register
 class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
     """tfmot's magnitude-pruning wrapper with gradient-masked, monotone masks (see module doc).
 

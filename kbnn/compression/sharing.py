@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from kbnn._registry import register
 from kbnn.compression import layers as klayers
 from kbnn.compression.pruning import check_functional, copy_model
 
@@ -90,7 +91,7 @@ def cluster_kernel(kernel, bits: int) -> tuple[np.ndarray, np.ndarray, bool]:
     return codebook, indices, zero_code
 
 
-@tf.keras.utils.register_keras_serializable(package="kbnn")
+@register
 class SharedWeights(tf.keras.layers.Wrapper):
     """Run `layer` with the shared kernel W = c[k]; only the codebook c (and biases) train.
 
