@@ -3,6 +3,9 @@
 `import kbnn` switches TensorFlow to Keras 2 (see `kbnn._keras2`) and registers every
 kbnn Keras object, so models saved with kbnn layers load without `custom_objects`.
 `kbnn.zoo`, `kbnn.converters` and `kbnn.compression` are imported on first use.
+
+The one exception is the `kbnn` command itself: it defers the registration (and with it
+TensorFlow) until a command needs it, so `kbnn --help` starts at once (docs/cli.md).
 """
 
 from kbnn._keras2 import ensure_keras2
@@ -10,6 +13,8 @@ from kbnn._keras2 import ensure_keras2
 ensure_keras2()
 
 import importlib  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -27,13 +32,27 @@ _LAZY_SUBMODULES = (
     "zoo",
 )
 
-# Registration of custom objects happens on import of these modules.
-for _name in ("quantizers", "activations", "initializers", "layers", "optimizers"):
-    try:
-        importlib.import_module(f"kbnn.{_name}")
-    except ModuleNotFoundError as _err:  # pragma: no cover - during early development only
-        if _err.name != f"kbnn.{_name}":
-            raise
+# Importing these modules registers every kbnn Keras object (custom objects by name).
+_REGISTERING = ("quantizers", "activations", "initializers", "layers", "optimizers")
+
+
+def register_keras_objects() -> None:
+    """Import the modules that register kbnn's Keras objects (idempotent; imports TensorFlow)."""
+    for name in _REGISTERING:
+        importlib.import_module(f"kbnn.{name}")
+
+
+def _is_kbnn_command() -> bool:
+    """True in the `kbnn` command (console script or `python -m kbnn`), which defers
+    TensorFlow: every model it loads goes through `kbnn._loading`, which registers first."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv else ""
+    orig = list(getattr(sys, "orig_argv", []))
+    as_module = any(a == "-m" and b == "kbnn" for a, b in zip(orig, orig[1:], strict=False))
+    return argv0 == "kbnn" or as_module
+
+
+if not _is_kbnn_command():
+    register_keras_objects()
 
 
 def __getattr__(name):

@@ -11,3 +11,7 @@ class UsageError(KbnnError, ValueError):
 
 class ModelLoadError(KbnnError):
     """A model or weights file cannot be read."""
+
+
+class MissingFileError(ModelLoadError, FileNotFoundError):
+    """An input file that does not exist (also a FileNotFoundError, for callers that catch it)."""

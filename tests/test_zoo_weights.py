@@ -143,10 +143,10 @@ def test_h5_and_keras_weights_paths(tmp_path):
     for path in (h5, keras_file):
         loaded = kbnn.zoo.get("binarynet_mnist", weights=path)
         np.testing.assert_allclose(_predict(loaded, x), _predict(model, x), atol=1e-6)
-    with pytest.raises(FileNotFoundError, match="weights file not found"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         kbnn.zoo.get("binarynet_mnist", weights=tmp_path / "missing.npz")
     (tmp_path / "w.txt").write_text("x")
-    with pytest.raises(ValueError, match="unknown file type"):
+    with pytest.raises(ModelLoadError, match="unknown file type"):
         kbnn.zoo.get("binarynet_mnist", weights=tmp_path / "w.txt")
 
 

@@ -27,6 +27,7 @@ import pathlib
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn._io import atomic_path, write_atomic
@@ -158,7 +159,7 @@ def _short_name(layer, variable) -> str:
 def _layer_variables(model):
     """(layer, short variable name, variable) for every weight, in layer order."""
     seen = set()
-    from kbnn.analysis import iter_layers
+    from kbnn.kernels import iter_layers
 
     for layer in iter_layers(model):
         for variable in layer.weights:
@@ -239,25 +240,110 @@ def compact_bytes(model) -> bytes:
     return buffer.getvalue()
 
 
-def read_compact(path) -> tuple[dict, dict[str, np.ndarray]]:
-    """(metadata, {key: float32 array}) of a compact weights file, kernels decoded."""
+_MAX_META_BYTES = 1 << 22
+_MAX_ELEMENTS = 1 << 28  # 1 GiB of float32: far above any zoo model, far below a bomb
+_KINDS = ("float32", "sign", "ternary")
+
+
+def read_compact(path, expected: dict | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+    """(metadata, {key: float32 array}) of a compact weights file, kernels decoded.
+
+    The file is untrusted: its metadata types, every declared shape (against `expected`,
+    {key: shape}, when given) and every array header are checked before anything is
+    allocated; any defect is one `ModelLoadError` naming the file.
+    """
+    shown = f"weights file {str(path)!r}"
     try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data[_META_KEY]).decode())
+        with zipfile.ZipFile(path) as archive:
+            meta = _read_meta(archive, shown)
+            _check_declared(meta, expected, shown)
             values = {}
             for entry in meta["variables"]:
                 key, kind, shape = entry["key"], entry["kind"], tuple(entry["shape"])
-                if kind == "float32":
-                    values[key] = data[key]
-                else:
-                    parts = {p: data[f"{key}:{p}"] for p in ("sign", "nonzero", "scale")
-                             if f"{key}:{p}" in data.files}
-                    values[key] = _decode_kernel(kind, parts, shape)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        raise ModelLoadError(f"cannot read weights file {str(path)!r}: {err}") from err
-    if meta.get("format") != FORMAT_VERSION:
-        raise ModelLoadError(f"weights file {str(path)!r} has unknown format {meta.get('format')!r}")
+                parts = {part: _read_member(archive, f"{key}:{part}" if part else key,
+                                            want, shown)
+                         for part, want in _layout(kind, shape).items()}
+                values[key] = parts[""] if kind == "float32" else _decode_kernel(kind, parts,
+                                                                                  shape)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError, RuntimeError) as err:
+        raise ModelLoadError(f"cannot read {shown}: {' '.join(str(err).split())[:200]}") from err
     return meta, values
+
+
+def _read_meta(archive: zipfile.ZipFile, shown: str) -> dict:
+    raw = _read_member(archive, _META_KEY, (np.dtype(np.uint8), None), shown)
+    meta = json.loads(bytes(raw).decode("utf-8"))
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ModelLoadError(f"{shown} has unknown format {found!r}")
+    variables = meta.get("variables")
+    if not isinstance(variables, list):
+        raise ModelLoadError(f"{shown}: metadata 'variables' is not a list")
+    for entry in variables:
+        ok = (isinstance(entry, dict) and isinstance(entry.get("key"), str)
+              and entry.get("kind") in _KINDS and isinstance(entry.get("shape"), list)
+              and len(entry["shape"]) <= 8
+              and all(type(d) is int and 0 <= d <= _MAX_ELEMENTS for d in entry["shape"]))
+        if not ok:
+            raise ModelLoadError(f"{shown}: malformed metadata entry {str(entry)[:120]}")
+        if int(np.prod(entry["shape"], dtype=np.float64)) > _MAX_ELEMENTS:
+            raise ModelLoadError(f"{shown}: {entry['key']} declares {entry['shape']}, "
+                                 "too large to be a weight")
+    total = sum(int(np.prod(entry["shape"], dtype=np.float64)) for entry in variables)
+    if total > _MAX_ELEMENTS:
+        raise ModelLoadError(f"{shown} declares {total:,} weights in all, too many")
+    return meta
+
+
+def _check_declared(meta: dict, expected: dict | None, shown: str) -> None:
+    if expected is None:
+        return
+    problems = [f"{entry['key']} has shape {tuple(entry['shape'])}, model wants "
+                f"{tuple(expected[entry['key']])}"
+                for entry in meta["variables"]
+                if entry["key"] in expected
+                and tuple(entry["shape"]) != tuple(expected[entry["key"]])]
+    if problems:
+        raise ModelLoadError(f"{shown} does not match the model: " + "; ".join(problems[:8]))
+
+
+def _layout(kind: str, shape: tuple) -> dict:
+    """{part: (dtype, shape)} of the arrays a variable of `kind` is stored as."""
+    if kind == "float32":
+        return {"": (np.dtype(np.float32), shape)}
+    if not shape:
+        raise ModelLoadError(f"a {kind} kernel needs at least one dimension, got {shape}")
+    packed = (-(-int(np.prod(shape)) // 8),)
+    layout = {"sign": (np.dtype(np.uint8), packed), "scale": (np.dtype(np.float32),
+                                                             (shape[-1],))}
+    if kind == "ternary":
+        layout["nonzero"] = (np.dtype(np.uint8), packed)
+    return layout
+
+
+def _read_member(archive: zipfile.ZipFile, key: str, want, shown: str) -> np.ndarray:
+    """Array `key` after checking its .npy header against (dtype, shape or None=1-D small)."""
+    dtype, shape = want
+    with archive.open(f"{key}.npy") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        found_shape, fortran, found_dtype = read_header(handle)
+        if shape is None:
+            valid = len(found_shape) == 1 and found_shape[0] <= _MAX_META_BYTES
+        else:
+            valid = tuple(found_shape) == tuple(shape)
+        if found_dtype != dtype or fortran or not valid:
+            raise ModelLoadError(f"{shown}: array {key!r} is {found_dtype}{tuple(found_shape)}, "
+                                 f"expected {dtype}{shape if shape is not None else ''}")
+        count = int(np.prod(found_shape))
+        data = handle.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise ModelLoadError(f"{shown}: array {key!r} is truncated")
+    return np.frombuffer(data, dtype=dtype).reshape(found_shape).copy()
 
 
 def load_compact(model, path, *, sha256: str | None = None, allow_unused=False) -> None:
@@ -269,7 +355,9 @@ def load_compact(model, path, *, sha256: str | None = None, allow_unused=False) 
     """
     if sha256:
         verify_sha256(path, sha256)
-    _, values = read_compact(path)
+    expected = {f"{layer.name}/{name}": tuple(variable.shape)
+                for layer, name, variable in _layer_variables(model)}
+    _, values = read_compact(path, expected)
     assignments, problems = [], []
     for layer, name, variable in _layer_variables(model):
         key = f"{layer.name}/{name}"
@@ -292,22 +380,25 @@ def load_compact(model, path, *, sha256: str | None = None, allow_unused=False) 
 
 def load_weights_file(model, path, *, sha256: str | None = None) -> None:
     """Load weights from a local file into `model`: kbnn `.npz`, Keras `.h5`/`.weights.h5`
-    (including larq-zoo files whose layer structure matches), or a `.keras` model."""
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {str(path)!r}")
+    (including larq-zoo files whose layer structure matches), or a `.keras` model.
+
+    The format comes from the file's bytes (`kbnn._loading.detect_format`), not its suffix;
+    a `.keras` model goes through the safe loader.
+    """
+    from kbnn._loading import model_file
+
+    path, kind, shown = model_file(path, "weights file")
     if sha256:
         verify_sha256(path, sha256)
-    suffix = path.name.lower()
-    if suffix.endswith(".npz"):
+    if kind == "npz":
         load_compact(model, path)
-    elif suffix.endswith(".keras"):
+    elif kind == "keras":
         _load_from_saved_model_file(model, path)
-    elif suffix.endswith((".h5", ".hdf5")):
+    elif kind == "hdf5":
         _load_h5(model, path)
     else:
-        raise ValueError(
-            f"weights={str(path)!r}: unknown file type; expected .npz (kbnn), .h5 or .keras"
+        raise ModelLoadError(
+            f"{shown}: unknown file type ({kind}); expected kbnn .npz, Keras .h5 or .keras"
         )
 
 
@@ -321,12 +412,9 @@ def _load_h5(model, path) -> None:
 
 
 def _load_from_saved_model_file(model, path) -> None:
-    import tensorflow as tf
+    from kbnn._loading import load_model
 
-    try:
-        source = tf.keras.models.load_model(str(path), compile=False)
-    except (ValueError, OSError, KeyError, TypeError) as err:
-        raise ModelLoadError(f"cannot read model file {str(path)!r}: {err}") from err
+    source = load_model(path, what="weights file")
     theirs = {f"{layer.name}/{name}": variable
               for layer, name, variable in _layer_variables(source)}
     ours = list(_layer_variables(model))

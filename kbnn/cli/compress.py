@@ -9,9 +9,8 @@ dataset is given); encodings that cost more than they save are reported and skip
 from __future__ import annotations
 
 import argparse
-import os
 
-from kbnn.errors import ModelLoadError, UsageError
+from kbnn.errors import UsageError
 
 DATASETS = ("mnist",)
 
@@ -75,14 +74,9 @@ def _check_bits(value, flag: str) -> None:
 
 
 def _load(path: str):
-    import tensorflow as tf
+    from kbnn._loading import load_model
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        return tf.keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ModelLoadError(f"cannot load Keras model {path!r}: {err}") from err
+    return load_model(path)
 
 
 def _expand(sparsity, model):
@@ -120,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     if sparsity is None and args.bits is None and not args.huffman:
         raise UsageError("nothing to do: give --prune/--prune-layer, --bits and/or --huffman")
 
+    from kbnn._io import check_output
+    from kbnn._loading import model_file
+
+    model_file(args.model)
+    if args.output:
+        check_output(args.output, inputs=[args.model])
     from kbnn.compression import pipeline
 
     model = _load(args.model)

@@ -41,20 +41,10 @@ def register(subparsers) -> None:
 
 
 def load_model(path: str):
-    """A Keras model from a .keras/.h5 file (kbnn's custom objects are registered)."""
-    from kbnn.errors import ModelLoadError
+    """A Keras model from a .keras/.h5 file, through kbnn's safe loader."""
+    from kbnn._loading import load_model as safe_load
 
-    file = pathlib.Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"model file {path!r} does not exist")
-    import kbnn.layers  # noqa: F401  (registers kbnn's layers and quantizers)
-
-    import tensorflow as tf
-
-    try:
-        return tf.keras.models.load_model(file, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ModelLoadError(f"cannot load model {path!r}: {' '.join(str(err).split())}") from err
+    return safe_load(path)
 
 
 def random_inputs(model, count: int, seed: int):
@@ -78,15 +68,20 @@ def run(args) -> int:
 
     if args.verify < 0:
         raise UsageError(f"--verify must be >= 0, got {args.verify}")
-    output = pathlib.Path(args.output)
-    if output.is_dir():
-        raise UsageError(f"--output {args.output!r} is a directory; give a file name")
-    if not (output.parent if str(output.parent) else pathlib.Path(".")).is_dir():
-        raise FileNotFoundError(f"directory of --output {args.output!r} does not exist")
+    from kbnn._io import check_output, commit_files
+    from kbnn._loading import model_file
+
+    model_file(args.model)
+    output = check_output(args.output, inputs=[args.model])
+    if args.float_twin:
+        check_output(args.float_twin, inputs=[args.model, args.output], flag="--float-twin")
+    folder = output.parent if str(output.parent) else pathlib.Path(".")
     if args.c_array is not None:
         from kbnn.converters.c_array import to_c_array
 
         to_c_array(b"\0", args.c_array)  # validates the name before the slow conversion
+        for suffix in (".h", ".cc"):
+            check_output(folder / f"{args.c_array}{suffix}", inputs=[args.model], flag="--c-array")
 
     from kbnn import converters
 
@@ -100,23 +95,24 @@ def run(args) -> int:
         allow_unknown_layers=args.allow_unknown_layers,
     )
     twin = converters.float_twin_flatbuffer(model) if args.float_twin else None
-    conversion.save(output)
+    files = {output: conversion.flatbuffer}
+    if twin is not None:
+        files[pathlib.Path(args.float_twin)] = twin
+    if args.c_array is not None:
+        arrays = converters.to_c_array(conversion.flatbuffer, args.c_array)
+        files[folder / f"{arrays.name}.h"] = arrays.header
+        files[folder / f"{arrays.name}.cc"] = arrays.source
+    commit_files(files)  # all or nothing
     print(conversion.report)
     if conversion.verification is not None:
         print()
         print(conversion.verification)
     print(f"\nwrote {output} ({conversion.size:,} bytes)")
     if twin is not None:
-        from kbnn.converters._io import write_atomic
-
-        write_atomic(args.float_twin, twin)
         ratio = len(twin) / conversion.size
         print(
             f"wrote {args.float_twin} ({len(twin):,} bytes, float twin; {ratio:.1f}x the LCE file)"
         )
     if args.c_array is not None:
-        header, source = converters.to_c_array(conversion.flatbuffer, args.c_array).save(
-            output.parent if str(output.parent) else "."
-        )
-        print(f"wrote {header} and {source}")
+        print(f"wrote {folder / (arrays.name + '.h')} and {folder / (arrays.name + '.cc')}")
     return 0

@@ -22,8 +22,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kbnn.errors import UsageError
     from kbnn.apps.quickstart import run_quickstart
+    from kbnn.errors import UsageError
 
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")

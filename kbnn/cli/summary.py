@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -34,18 +35,13 @@ def register(subparsers) -> None:
 
 def load_model(name_or_path: str):
     """A Keras model from a .keras/.h5 file, or `kbnn.zoo.get(name)` (pretrained if available)."""
-    from kbnn.errors import ModelLoadError, UsageError
+    from kbnn.errors import UsageError
 
     path = Path(name_or_path)
-    if path.suffix.lower() in MODEL_SUFFIXES or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"model file {name_or_path!r} does not exist")
-        import tensorflow as tf
+    if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or os.sep in name_or_path:
+        from kbnn._loading import load_model as safe_load
 
-        try:
-            return tf.keras.models.load_model(path, compile=False)
-        except (OSError, ValueError, TypeError, KeyError) as err:
-            raise ModelLoadError(f"cannot load model {name_or_path!r}: {err}") from err
+        return safe_load(path)
     try:
         from kbnn import zoo
     except ImportError as err:
@@ -72,8 +68,11 @@ def run(args) -> int:
     import dataclasses
 
     from kbnn import analysis, models, plotting
-    from kbnn._io import write_atomic
+    from kbnn._io import check_output, write_atomic
 
+    for flag in ("plot", "histograms", "json"):
+        if getattr(args, flag):
+            check_output(getattr(args, flag), inputs=[args.model], flag=f"--{flag}")
     model = load_model(args.model)
     energy = dataclasses.replace(models.HOROWITZ_45NM, weight_memory=args.weight_memory)
     result = models.summary(model, energy_model=energy)

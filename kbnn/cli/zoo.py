@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND")
     sub.required = True
     listing = sub.add_parser("list", help="one line per model: dataset, bits, weights")
-    listing.set_defaults(func=run_list)
+    listing.set_defaults(func=run_list, light=True)  # cards and registry only
     info = sub.add_parser("info", help="paper, bits, params, expected and measured accuracy")
     info.add_argument("name")
     info.add_argument("--json", action="store_true", help="print the card as JSON")
