@@ -47,26 +47,45 @@ def _seed_and_clear():
     yield
 
 
-@pytest.fixture(scope="session")
-def run_fresh_python():
-    """`run(script_path, *args, timeout)` → combined stdout/stderr of `script_path` run in a new
-    interpreter (logical devices and TF_CONFIG must be set before TensorFlow initialises), with
-    TF_CONFIG removed; the whole process group is killed if it outlives `timeout`, and a
-    non-zero exit fails the test with the output's tail."""
+class FreshPython:
+    """Runs Python in a new interpreter (logical devices, TF_CONFIG and the Keras version must
+    be chosen before TensorFlow initialises): the one subprocess runner of the test suite.
 
-    def run(script_path, *args, timeout):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    `fresh(*argv, timeout, env=None, cwd=None)` runs `python *argv` (a script path and its
+    arguments, or `-c code`, or `-m module ...`), fails the test with the output's tail on a
+    non-zero exit and returns stdout and stderr combined. `fresh.completed(...)` takes the same
+    arguments and returns the `subprocess.CompletedProcess` (stdout and stderr apart, exit code
+    not checked). `env` replaces the environment (default: this one); TF_CONFIG is always
+    removed and TF_CPP_MIN_LOG_LEVEL is 2 unless `env` sets it. The whole process group is
+    killed if it outlives `timeout`.
+    """
+
+    def completed(self, *argv, timeout, env=None, cwd=None, _merge=False):
+        if env is None:
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        else:
+            env = {"TF_CPP_MIN_LOG_LEVEL": "2", **env}
         env.pop("TF_CONFIG", None)
-        process = subprocess.Popen([sys.executable, str(script_path), *map(str, args)], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, *map(str, argv)], env=env, cwd=cwd, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if _merge else subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
-            output, _ = process.communicate(timeout=timeout)
+            stdout, stderr = process.communicate(timeout=timeout)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, 9)
                 process.wait()
-        assert process.returncode == 0, output[-4000:]
-        return output
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
-    return run
+    def __call__(self, *argv, timeout, env=None, cwd=None):
+        result = self.completed(*argv, timeout=timeout, env=env, cwd=cwd, _merge=True)
+        assert result.returncode == 0, result.stdout[-4000:]
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def run_fresh_python():
+    """The suite's one subprocess runner (`FreshPython`)."""
+    return FreshPython()

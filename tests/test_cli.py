@@ -1,7 +1,5 @@
 """The CLI framework: help for every command, one-line errors with exit code 2."""
 
-import subprocess
-import sys
 
 from kbnn.cli import COMMANDS, build_parser, main
 
@@ -43,8 +41,7 @@ def test_bad_option_value_is_one_line_exit_2(capsys):
     assert err == "kbnn quickstart: error: --threads must be >= 1, got 0"
 
 
-def test_console_script_without_arguments_prints_help():
-    result = subprocess.run([sys.executable, "-m", "kbnn"], capture_output=True, text=True,
-                            timeout=120)
+def test_console_script_without_arguments_prints_help(run_fresh_python):
+    result = run_fresh_python.completed("-m", "kbnn", timeout=120)
     assert result.returncode == 0
     assert "quickstart" in result.stdout

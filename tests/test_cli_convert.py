@@ -1,7 +1,5 @@
 """`kbnn convert`, `kbnn inspect` and `kbnn bench` (in-process via kbnn.cli.main, one subprocess)."""
 
-import subprocess
-import sys
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import converters
@@ -105,13 +103,8 @@ def test_inspect_and_bench(saved, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_inspect_subprocess(saved):
+def test_inspect_subprocess(saved, run_fresh_python):
     out = saved[0] / "api.tflite"
-    result = subprocess.run(
-        [sys.executable, "-m", "kbnn", "inspect", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_fresh_python.completed("-m", "kbnn", "inspect", out, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "LceBconv2d" in result.stdout

@@ -21,29 +21,13 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import randomize_weights
 
 SAMPLES = 1000
 SIZE_LIMIT = 1.10  # kernel bytes / (weights · bits / 8)
 
 
-def _randomize(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        for variable in layer.weights:
-            name = variable.name.split("/")[-1]
-            if name.startswith("kernel"):
-                variable.assign(rng.uniform(-1, 1, variable.shape))
-            elif name.startswith("gamma"):
-                variable.assign(
-                    rng.uniform(0.5, 2.0, variable.shape) * rng.choice([-1, 1], variable.shape)
-                )
-            elif name.startswith(("beta", "bias")):
-                variable.assign(rng.normal(size=variable.shape))
-            elif name.startswith("moving_mean"):
-                variable.assign(rng.normal(size=variable.shape) * 2)
-            elif name.startswith(("moving_variance", "moving_inv_std")):
-                variable.assign(rng.uniform(0.2, 2.0, variable.shape))
-    return model
+_randomize = randomize_weights  # γ of both signs, moving means N(0, 4)
 
 
 def _inputs(model, low=0.0, high=1.0, samples=SAMPLES, seed=1, index=0):

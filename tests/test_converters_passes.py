@@ -1,5 +1,7 @@
 """Each graph pass alone, in Keras: the structure it promises and exact outputs (no LCE here)."""
 
+import functools
+
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers as kl
 from kbnn.converters import passes
@@ -12,31 +14,13 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import randomize_weights
 
 RNG = np.random.default_rng(7)
 
 
-def _randomize(model, seed=0):
-    """Random latent kernels in [-1, 1] and random BN statistics (multipliers of both signs
-    unless `positive`), so that folding mistakes cannot hide behind identity statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            _randomize(layer, seed + 1)
-            continue
-        for variable in layer.weights:
-            name = variable.name.split("/")[-1]
-            if name.startswith(("kernel", "depthwise_kernel")):
-                variable.assign(rng.uniform(-1, 1, variable.shape))
-            elif name.startswith("gamma"):
-                variable.assign(rng.uniform(0.5, 2.0, variable.shape))
-            elif name.startswith(("beta", "bias")):
-                variable.assign(rng.normal(size=variable.shape))
-            elif name.startswith("moving_mean"):
-                variable.assign(rng.normal(size=variable.shape) * 3)
-            elif name.startswith(("moving_variance", "moving_inv_std")):
-                variable.assign(rng.uniform(0.2, 2.0, variable.shape))
-    return model
+# Positive γ, moving means N(0, 9), sub-models randomized with seed + 1.
+_randomize = functools.partial(randomize_weights, signed_gamma=False, mean_scale=3.0, nested=True)
 
 
 def _same_outputs(original, rewritten, shape, atol=1e-4, low=-1.0, high=1.5):

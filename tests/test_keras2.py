@@ -1,8 +1,6 @@
 """`import kbnn` must give larq/LCE the Keras 2 they need, or say exactly why it cannot."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -10,17 +8,14 @@ ENV = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
 ENV["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 
-def _run(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=180
-    )
-
-
-def test_import_kbnn_first_selects_keras2_without_user_setting_the_variable():
-    result = _run(
+def test_import_kbnn_first_selects_keras2_without_user_setting_the_variable(run_fresh_python):
+    result = run_fresh_python.completed(
+        "-c",
         "import kbnn, tensorflow as tf, larq\n"
         "print(tf.keras.layers.Dense.__module__)\n"
-        "print(issubclass(larq.layers.QuantDense, tf.keras.layers.Dense))"
+        "print(issubclass(larq.layers.QuantDense, tf.keras.layers.Dense))",
+        env=ENV,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     keras_module, larq_on_tf_keras = result.stdout.split()
@@ -28,8 +23,10 @@ def test_import_kbnn_first_selects_keras2_without_user_setting_the_variable():
     assert larq_on_tf_keras == "True"
 
 
-def test_tensorflow_imported_first_with_keras3_gives_a_clear_import_error():
-    result = _run("import tensorflow\nimport kbnn")
+def test_tensorflow_imported_first_with_keras3_gives_a_clear_import_error(run_fresh_python):
+    result = run_fresh_python.completed(
+        "-c", "import tensorflow\nimport kbnn", env=ENV, timeout=180
+    )
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError")
@@ -37,11 +34,13 @@ def test_tensorflow_imported_first_with_keras3_gives_a_clear_import_error():
 
 
 @pytest.mark.parametrize("value", ["1", "true"])
-def test_tensorflow_imported_first_with_legacy_keras_set_is_accepted(value):
-    env = dict(ENV, TF_USE_LEGACY_KERAS=value)
-    result = subprocess.run(
-        [sys.executable, "-c", "import tensorflow as tf, kbnn; print(tf.keras.Model.__module__)"],
-        env=env, capture_output=True, text=True, timeout=180,
+def test_tensorflow_imported_first_with_legacy_keras_set_is_accepted(value, run_fresh_python):
+    result = run_fresh_python.completed(
+        "-c",
+        "import tensorflow as tf, kbnn; print(tf.keras.Model.__module__)",
+        env=dict(ENV, TF_USE_LEGACY_KERAS=value),
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("tf_keras")
+

@@ -9,17 +9,9 @@ import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import np_ap2
 from larq_compute_engine.tflite.python.interpreter import Interpreter
 from tensorflow.lite.python import schema_py_generated as tflite_schema
-
-
-def np_ap2(x):
-    """sign(x) · 2^round(log2|x|), 0 at 0 — written here in float64, independently of kbnn."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    nonzero = x != 0
-    out[nonzero] = np.sign(x[nonzero]) * 2.0 ** np.round(np.log2(np.abs(x[nonzero])))
-    return out
 
 
 def np_sbn_train(x, gamma, beta, epsilon, axis=-1):

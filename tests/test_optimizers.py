@@ -13,17 +13,9 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import np_ap2
 
 OPTIMIZERS = [ShiftAdaMax, LegacyShiftAdaMax]
-
-
-def np_ap2(x):
-    """sign(x) · 2^round(log2|x|), 0 at 0 — float64, independent of kbnn."""
-    x = np.asarray(x, dtype=np.float64)
-    out = np.zeros_like(x)
-    nonzero = x != 0
-    out[nonzero] = np.sign(x[nonzero]) * 2.0 ** np.round(np.log2(np.abs(x[nonzero])))
-    return out
 
 
 def np_shift_adamax(theta, grads, lr, beta_1=0.9, beta_2=0.999, eps=2.0**-27, lr_scale=1.0):

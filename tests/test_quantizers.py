@@ -1,8 +1,5 @@
 """kbnn.quantizers: contract tests over every alias, numpy references, statistics, errors."""
 
-import os
-import subprocess
-import sys
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers as kl
@@ -452,16 +449,12 @@ tf.function(kbnn.math.ap2)(w)  # control: a kbnn function AutoGraph does convert
 """
 
 
-def test_quantizer_calls_are_not_autographed(tmp_path):
+def test_quantizer_calls_are_not_autographed(tmp_path, run_fresh_python):
     """No "AutoGraph could not transform" warning for the quantizers where the source is
     unreadable, while a converted kbnn function in the same process does warn."""
     script = tmp_path / "autograph.py"
     script.write_text(AUTOGRAPH_SCRIPT)
-    result = subprocess.run([sys.executable, str(script)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, timeout=300,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    output = result.stdout
-    assert result.returncode == 0, output[-3000:]
+    output = run_fresh_python(script, timeout=300)
     quantizers, control = output.split("QUANTIZERS DONE", 1)
     assert "could not transform" not in quantizers, quantizers[-3000:]
     assert "could not transform <function ap2" in control, control[-3000:]

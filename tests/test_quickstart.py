@@ -1,8 +1,6 @@
 """`kbnn quickstart` as a user runs it: offline, pretrained weights, real numbers."""
 
 import os
-import subprocess
-import sys
 
 import kbnn  # noqa: F401
 
@@ -10,13 +8,12 @@ import pytest
 
 
 @pytest.mark.slow
-def test_quickstart_command_offline(tmp_path):
+def test_quickstart_command_offline(tmp_path, run_fresh_python):
     env = {k: v for k, v in os.environ.items() if k not in ("TFDS_DATA_DIR", "TF_USE_LEGACY_KERAS")}
     env["KBNN_HOME"] = str(tmp_path / "home")  # nothing cached: weights must come from the package
     out = tmp_path / "quick.tflite"
-    result = subprocess.run(
-        [sys.executable, "-m", "kbnn", "quickstart", "-o", str(out)],
-        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    result = run_fresh_python.completed(
+        "-m", "kbnn", "quickstart", "-o", out, timeout=600, env=env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     values = dict(
