@@ -16,7 +16,7 @@ import importlib  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-__version__ = "0.1.0"
+from kbnn._version import __version__  # noqa: E402,F401  (the one place it is written)
 
 _LAZY_SUBMODULES = (
     "analysis",
