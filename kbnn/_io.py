@@ -143,7 +143,9 @@ def write_atomic(path, data: bytes | str, *, executable: bool = False) -> pathli
     return write_with(path, _bytes_writer(data), executable=executable)
 
 
-def commit_files(files: Mapping[object, bytes | str | Writer]) -> list[pathlib.Path]:
+def commit_files(
+    files: Mapping[str | os.PathLike[str], bytes | str | Writer],
+) -> list[pathlib.Path]:
     """Write several files all-or-nothing: every temporary is written and fsync'ed first, and
     only then are they renamed; if any write fails, no final path is touched.
 

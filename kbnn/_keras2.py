@@ -26,9 +26,20 @@ def ensure_keras2() -> None:
     if "tensorflow" not in sys.modules:
         os.environ["TF_USE_LEGACY_KERAS"] = "1"
         return
+    resolved = _keras_behind_tf_keras()
+    if resolved.startswith("tf_keras"):
+        return
     if os.environ.get("TF_USE_LEGACY_KERAS", "").strip().lower() not in _TRUTHY:
         raise ImportError(f"TensorFlow was imported before kbnn with Keras 3 active. {FIX}")
+    raise ImportError(f"tf.keras resolves to {resolved}, not Keras 2 (tf_keras). {FIX}")
+
+
+def _keras_behind_tf_keras() -> str:
+    """The package `tf.keras.Model` really comes from ('tf_keras…' or 'keras…').
+
+    `tf.keras.__name__` is not it: after larq's import TensorFlow's lazy loader reports
+    'tensorflow.keras' even though its classes are tf_keras ones.
+    """
     import tensorflow as tf
 
-    if not tf.keras.__name__.startswith("tf_keras"):
-        raise ImportError(f"tf.keras is {tf.keras.__name__}, not Keras 2 (tf_keras). {FIX}")
+    return tf.keras.Model.__module__

@@ -54,7 +54,7 @@ def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | N
     return value
 
 
-def check_positive_number(value, name: str) -> float:
+def check_positive_number(value, name: str) -> numbers.Real:
     """`value` if it is a finite real number > 0 (an int or a float, not a bool)."""
     if (isinstance(value, bool) or not isinstance(value, int | float)
             or not math.isfinite(value) or value <= 0):

@@ -29,6 +29,7 @@ with `q(w) = levels · scale`, integer-valued `levels` and a per-output-channel 
 """
 
 import inspect
+from typing import TYPE_CHECKING
 import numbers
 
 from kbnn import math as kmath
@@ -64,7 +65,12 @@ deserialize = lq.quantizers.deserialize
 #: parametrize over this table, so a new quantizer is tested as soon as it is registered.
 ALIASES: dict[str, type] = {"ste_sign": SteSign}
 
-_BaseRandomLayer = tf.keras.__internal__.layers.BaseRandomLayer
+if TYPE_CHECKING:  # to a type checker, the classes the mixins below go with
+    from larq.quantizers import _BaseQuantizer as _LevelMixinBase
+    from tf_keras.src.engine.base_layer import BaseRandomLayer as _BaseRandomLayer
+else:
+    _LevelMixinBase = object
+    _BaseRandomLayer = tf.keras.__internal__.layers.BaseRandomLayer
 _RNG_TYPE = "stateful"  # the random quantizers own a stateful `tf.random.Generator`
 
 
@@ -341,7 +347,7 @@ def _smallest_int_dtype(max_level: int) -> str:
     return next(d for d in ("int8", "int16", "int32", "int64") if max_level <= tf.as_dtype(d).max)
 
 
-class _LevelFlipRatio:
+class _LevelFlipRatio(_LevelMixinBase):
     """Mixin: larq's `flip_ratio` metric, fed with the integer levels of `integer_levels`.
 
     larq's `_BaseQuantizer.call` feeds `FlipRatio` the quantizer's outputs cast to int8: for
@@ -431,6 +437,8 @@ class TernaryWeight(_LevelWeight):
 
     precision = 2
     levels = (-1, 0, 1)
+    threshold_factor: float
+    per_channel: bool
 
     def __init__(self, threshold_factor: float = 0.7, per_channel: bool = True, **kwargs):
         if (

@@ -44,3 +44,19 @@ def test_tensorflow_imported_first_with_legacy_keras_set_is_accepted(value, run_
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith("tf_keras")
 
+
+def test_larq_imported_first_with_legacy_keras_exported_is_accepted(run_fresh_python):
+    """After `import larq`, `tf.keras.__name__` reads 'tensorflow.keras' although its classes
+    are tf_keras ones: the check must look at what tf.keras resolves to (issue #16, item 10)."""
+    result = run_fresh_python.completed(
+        "-c",
+        "import larq, tensorflow as tf\n"
+        "import kbnn\n"
+        "print(tf.keras.__name__, tf.keras.Model.__module__)",
+        env=dict(ENV, TF_USE_LEGACY_KERAS="1"),
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    name, module = result.stdout.split()
+    assert module.startswith("tf_keras")
+    assert name == "tensorflow.keras"  # the misleading name the old check tested

@@ -114,8 +114,9 @@ def _run(argv, startup) -> int:
         print(f"kbnn {args.command}: warning: "
               + UNSAFE_WARNING.format(path=getattr(args, "model", "the model")), file=sys.stderr)
     try:
-        if not getattr(args, "light", False):
-            startup.import_tensorflow(args.verbose)
+        if getattr(args, "light", False):
+            return int(startup.run_light(args.func, args) or 0)
+        startup.import_tensorflow(args.verbose)
         return int(args.func(args) or 0)
     except (KbnnError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as err:
         print(f"kbnn {args.command}: error: {_one_line(err)}", file=sys.stderr)

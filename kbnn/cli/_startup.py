@@ -93,3 +93,12 @@ def import_tensorflow(verbose: bool) -> None:
         absl_logging.set_verbosity(absl_logging.ERROR)
     for module in ("tf_keras", "tensorflow", "keras", "larq", "h5py"):
         warnings.filterwarnings("ignore", module=module)
+
+
+def run_light(func, args):
+    """Run a command meant to need no TensorFlow; should a dependency import it anyway, its
+    import-time C++ lines stay hidden (stderr is replayed if the command fails)."""
+    if args.verbose:
+        return func(args)
+    with _stderr_captured():
+        return func(args)
