@@ -19,6 +19,7 @@ available here too, so a model needs only `kbnn.layers`.
 """
 
 import threading
+from typing import TYPE_CHECKING
 
 from kbnn import quantizers
 from kbnn._registry import register
@@ -41,6 +42,11 @@ from larq.layers import (  # noqa: F401  (re-exported)
     QuantSeparableConv2D,
 )
 from larq.quantizers import DoReFa, SteHeaviside, SteSign
+
+if TYPE_CHECKING:  # the mixins below are, to a type checker, the larq layer they go with
+    from larq.layers import QuantConv2D as _MixinBase
+else:
+    _MixinBase = object
 
 __all__ = [
     "BinaryConv2D",
@@ -85,7 +91,7 @@ def _default_pad_value(input_quantizer, pad_values):
     return 1.0 if _outputs_plus_minus_one(input_quantizer) else 0.0
 
 
-class ReplicaSafePadding:
+class ReplicaSafePadding(_MixinBase):
     """Mixin for larq convolutions: keeps larq's temporary `padding = "valid"` per thread.
 
     With `pad_values != 0` larq pads the input itself and calls Keras' convolution inside
@@ -147,8 +153,8 @@ PRESET = _Preset()
 class _QuantizerPreset:
     """Class-level quantizer defaults; `None` passed explicitly means no quantizer."""
 
-    default_input_quantizer = None
-    default_kernel_quantizer = None
+    default_input_quantizer: str | None = None
+    default_kernel_quantizer: str | None = None
 
     def _preset_quantizers(self, input_quantizer, kernel_quantizer):
         if input_quantizer is PRESET:
@@ -334,7 +340,7 @@ class FiveLevelDense(PresetDense):
 # --------------------------------------------------------------------------------------------
 
 
-class DorefaPreset:
+class DorefaPreset(_MixinBase):
     """Mixin for a preset base: quantizers from `bit_w`/`bit_a`, saved as those two numbers.
 
     # Arguments

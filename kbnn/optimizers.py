@@ -16,12 +16,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from kbnn._registry import register
 from kbnn.math import ap2
 
 import larq as lq
 import tensorflow as tf
+
+if TYPE_CHECKING:  # the shared base is, to a type checker, the Keras optimizer it goes with
+    from tf_keras.optimizers import Adamax as _MixinBase
+else:
+    _MixinBase = object
 
 __all__ = [
     "OPTIMIZER_CHOICES",
@@ -92,7 +98,7 @@ def _dense(gradient, variable):
 
 def _check_args(beta_1, beta_2, epsilon, glorot_lr_scale):
     for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
             raise ValueError(f"ShiftAdaMax: `{arg}` must be a number in [0, 1), got {value!r}.")
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0.0:
         raise ValueError(f"ShiftAdaMax: `epsilon` must be a number > 0, got {epsilon!r}.")
@@ -102,7 +108,7 @@ def _check_args(beta_1, beta_2, epsilon, glorot_lr_scale):
         )
 
 
-class _ShiftAdaMaxBase:
+class _ShiftAdaMaxBase(_MixinBase):
     """The constructor, the apply body and the config both ShiftAdaMax classes share."""
 
     default_name = "ShiftAdaMax"

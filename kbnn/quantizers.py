@@ -31,6 +31,7 @@ with `q(w) = levels · scale`, integer-valued `levels` and a per-output-channel 
 import inspect
 from typing import TYPE_CHECKING
 import numbers
+from typing import TYPE_CHECKING
 
 from kbnn import math as kmath
 
