@@ -333,13 +333,14 @@ def compare(
     mode: str = DEFAULT_MODE,
     per_op: bool = False,
     runner: str | os.PathLike | None = None,
+    reps: int = 5,
 ) -> Arm64Report:
     """Cost of `flatbuffer` on aarch64 over inputs `x`, checked against LCE's x86 interpreter;
     with the Keras `model` also against Keras and against its float twin's cost (built with
     `float_twin_flatbuffer` unless `twin_flatbuffer` is given)."""
     from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
 
-    binary = run(flatbuffer, x, mode=mode, per_op=per_op, runner=runner)
+    binary = run(flatbuffer, x, mode=mode, per_op=per_op, runner=runner, reps=reps)
     inputs = np.asarray(x, np.float32)
     x86 = lce_outputs(flatbuffer, [inputs], **KERNEL_OPTIONS)[0]
     report = Arm64Report(binary, agreements=[agreement("x86 LCE interpreter", x86, binary.outputs)])
@@ -352,5 +353,5 @@ def compare(
 
             twin_flatbuffer = float_twin_flatbuffer(model)
     if twin_flatbuffer is not None:
-        report.twin = run(twin_flatbuffer, x, mode=mode, runner=runner)
+        report.twin = run(twin_flatbuffer, x, mode=mode, runner=runner, reps=reps)
     return report
