@@ -170,9 +170,36 @@ def test_committed_example_assets_pass_the_jvm_validator(jvm_core):
     assert "binary model: tiny_bnn_mnist.tflite" in result.stdout
 
 
+def _assert_same_up_to_rounding(committed, fresh, where="golden"):
+    """Structure, strings, ints and bools exactly; floats to 1e-12 relative: the golden was
+    written on one machine, and libm's exp/log may differ in the last bit on another."""
+    if isinstance(committed, dict):
+        assert isinstance(fresh, dict) and committed.keys() == fresh.keys(), where
+        for key in committed:
+            _assert_same_up_to_rounding(committed[key], fresh[key], f"{where}.{key}")
+    elif isinstance(committed, list):
+        assert isinstance(fresh, list) and len(committed) == len(fresh), where
+        for index, (a, b) in enumerate(zip(committed, fresh, strict=True)):
+            _assert_same_up_to_rounding(a, b, f"{where}[{index}]")
+    elif isinstance(committed, float) or isinstance(fresh, float):
+        assert fresh == pytest.approx(committed, rel=1e-12, abs=1e-300), where
+    else:
+        assert type(committed) is type(fresh) and committed == fresh, where
+
+
 def test_decoding_golden_is_current():
     committed = json.loads((RESOURCES / "golden" / android.DECODING_GOLDEN).read_text())
-    assert committed == json.loads(json.dumps(android.decoding_golden()))
+    _assert_same_up_to_rounding(committed, json.loads(json.dumps(android.decoding_golden())))
+
+
+def test_golden_comparison_tolerates_last_bit_but_not_real_changes():
+    golden = {"p": [0.1, 2.0], "top3": [3, 1, 2], "name": "x"}
+    last_bit = {"p": [float(np.nextafter(0.1, 1.0)), 2.0], "top3": [3, 1, 2], "name": "x"}
+    _assert_same_up_to_rounding(golden, last_bit)
+    for changed in ({**golden, "p": [0.1000001, 2.0]}, {**golden, "top3": [1, 3, 2]},
+                    {**golden, "name": "y"}, {"p": [0.1], "top3": [3, 1, 2], "name": "x"}):
+        with pytest.raises(AssertionError):
+            _assert_same_up_to_rounding(golden, changed)
 
 
 def test_softmax_detection():
