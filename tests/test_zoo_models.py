@@ -212,13 +212,11 @@ def test_zoo_blocks_serialize(tmp_path):
     assert out.min() >= -1.0 and out.max() <= 1.0  # hard tanh
 
 
-def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path):
+def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path,
+                                                                        run_fresh_python):
     """The zoo's custom objects (LearnedShift, HardTanh, BlurInitializer, in core) are registered by
     `import kbnn`, so a saved ReActNet/QuickNet loads without `import kbnn.zoo` (a reactnet_a
     file failed with "'str' object is not callable" before) and gives the same outputs."""
-    import subprocess
-    import sys
-
     from kbnn import activations, initializers
 
     model = tf.keras.Sequential([
@@ -239,7 +237,6 @@ def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path
         f"x = np.load({str(tmp_path / 'x.npy')!r}); y = np.load({str(tmp_path / 'y.npy')!r})\n"
         "print('MAXDIFF', float(np.max(np.abs(m.predict(x, verbose=0) - y))))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=300)
+    result = run_fresh_python.completed("-c", code, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.split("MAXDIFF")[1]) < 1e-6
