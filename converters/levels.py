@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 
 from kbnn import quantizers as kq
+from kbnn.kernels import kernel_quantizer, kernel_variable, quantized_kernel
+from kbnn.math import max_level
 
 import larq as lq
 import numpy as np
@@ -86,7 +88,7 @@ class InputEncoding:
 
     @property
     def n(self) -> int:
-        return 2**self.bits - 1
+        return max_level(self.bits)
 
     def describe(self) -> str:
         return {
@@ -143,7 +145,7 @@ def integer_activation_levels(quantizer, x: tf.Tensor, bits: int) -> tf.Tensor:
     """Q with quantizer(x) = Q/n as a float tensor of integers 0..n (graph-friendly)."""
     if hasattr(quantizer, "integer_levels"):
         return quantizer.integer_levels(x)[0]
-    return tf.round(quantizer(x) * float(2**bits - 1))
+    return tf.round(quantizer(x) * float(max_level(bits)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,15 +169,6 @@ class KernelLevels:
         return (self.levels * self.scale).astype(np.float32)
 
 
-def quantized_kernel(layer) -> np.ndarray:
-    """The kernel the layer multiplies with at inference: q(W), or W without a quantizer."""
-    kernel = _kernel_variable(layer)
-    quantizer = getattr(layer, _kernel_quantizer_attr(layer), None)
-    if quantizer is None:
-        return kernel.numpy()
-    return np.asarray(quantizer(tf.convert_to_tensor(kernel)), dtype=np.float32)
-
-
 def kernel_levels(layer) -> KernelLevels | None:
     """Integer levels of `layer`'s quantized kernel, or None for float / undecomposable kernels.
 
@@ -184,10 +177,10 @@ def kernel_levels(layer) -> KernelLevels | None:
     must reproduce it exactly. Kernels without a quantizer count when their values already
     are ±α per output channel (what the passes emit).
     """
-    kernel = _kernel_variable(layer)
+    kernel = kernel_variable(layer, required=False)
     if kernel is None:
         return None
-    quantizer = getattr(layer, _kernel_quantizer_attr(layer), None)
+    quantizer = kernel_quantizer(layer)
     quantized = quantized_kernel(layer)
     channels = quantized.shape[-1]
     if quantizer is not None and hasattr(quantizer, "integer_levels"):
@@ -250,17 +243,6 @@ def _per_channel(scale: np.ndarray, channels: int) -> np.ndarray | None:
     if scale.size == channels:
         return scale.reshape(channels)
     return None
-
-
-def _kernel_quantizer_attr(layer) -> str:
-    return "depthwise_quantizer" if hasattr(layer, "depthwise_kernel") else "kernel_quantizer"
-
-
-def _kernel_variable(layer):
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None:
-        kernel = getattr(layer, "depthwise_kernel", None)
-    return kernel
 
 
 # ----------------------------------------------------------------------------------------------

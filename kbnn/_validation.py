@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Collection
 
 from kbnn.errors import UsageError
@@ -26,7 +27,8 @@ def fail(name: str, expected: str, value) -> UsageError:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """Python and numpy integers; not bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
@@ -42,7 +44,7 @@ def check_int(value, name: str, *, low: int | None = None, high: int | None = No
         else:
             expected = "an integer"
         raise fail(name, expected, value)
-    return value
+    return int(value)
 
 
 def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | None:
@@ -51,12 +53,12 @@ def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | N
         return None
     if not _is_int(value) or value < 1:
         raise fail(name, "a positive integer", value)
-    return value
+    return int(value)
 
 
 def check_positive_number(value, name: str) -> numbers.Real:
     """`value` if it is a finite real number > 0 (an int or a float, not a bool)."""
-    if (isinstance(value, bool) or not isinstance(value, int | float)
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
             or not math.isfinite(value) or value <= 0):
         raise fail(name, "a finite number > 0", value)
     return value

@@ -13,80 +13,24 @@ weights stop flipping (converged, or starved by a missing weight clip).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 from typing import Any
+
+from kbnn import _validation as check
+from kbnn.errors import UsageError
+from kbnn.kernels import integer_levels, iter_layers, kernel_precision, kernel_quantizer
 
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["UniqueKernels", "UniqueKernelsReport", "enable_flip_ratio", "iter_layers",
-           "quantized_kernel", "quantized_values", "unique_kernels"]
+__all__ = ["UniqueKernels", "UniqueKernelsReport", "enable_flip_ratio", "unique_kernels"]
 
 log = logging.getLogger(__name__)
 
 # larq's quantizers with FlipRatio support all derive from this base (it calls the metric).
 _LARQ_METRIC_QUANTIZER = lq.quantizers._BaseQuantizer
-
-
-def _kernel_quantizer(layer):
-    kernel = getattr(layer, "kernel", None)
-    return getattr(kernel, "quantizer", None) if kernel is not None else None
-
-
-def _kernel_precision(layer) -> int | None:
-    kernel = getattr(layer, "kernel", None)
-    return getattr(kernel, "precision", None)
-
-
-def quantized_values(layer) -> np.ndarray:
-    """The layer's quantized kernel (its quantizer applied to the latent weights), as numpy.
-
-    Unlike reading `layer.kernel` in `larq.context.quantized_scope(True)`, this leaves a
-    FlipRatio metric on the quantizer untouched.
-    """
-    quantizer = _kernel_quantizer(layer)
-    if quantizer is None:
-        raise ValueError(f"layer {layer.name!r} has no quantized kernel")
-    with _flip_ratio_untouched(quantizer):
-        return np.asarray(quantizer(tf.convert_to_tensor(layer.kernel.latent_variable)))
-
-
-def quantized_kernel(layer) -> np.ndarray:
-    """The kernel as the layer uses it in the forward pass, as integer levels where possible.
-
-    Binary kernels (precision 1) are returned as their signs ±1, so per-channel scales (XNOR-Net
-    α) do not make equal patterns differ; quantizers with `integer_levels(w)` return the levels;
-    others return the quantized values.
-    """
-    quantizer = _kernel_quantizer(layer)
-    if quantizer is None:
-        raise ValueError(f"layer {layer.name!r} has no quantized kernel")
-    latent = tf.convert_to_tensor(layer.kernel.latent_variable)
-    integer_levels = getattr(quantizer, "integer_levels", None)
-    if integer_levels is not None and _kernel_precision(layer) != 1:
-        levels, _ = integer_levels(latent)
-        return np.asarray(levels)
-    values = quantized_values(layer)
-    if _kernel_precision(layer) == 1:
-        values = np.sign(values)
-        values[values == 0] = 1  # sign(0) is mapped to +1, as ste_sign does
-    return values
-
-
-@contextlib.contextmanager
-def _flip_ratio_untouched(quantizer):
-    """Calling a quantizer updates its FlipRatio metric (if any); undo that for analysis calls."""
-    metric = getattr(quantizer, "flip_ratio", None)
-    variables = list(metric.variables) if metric is not None else []
-    saved = [v.numpy() for v in variables]
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, saved, strict=True):
-            variable.assign(value)
 
 
 def _canonical_sign(rows: np.ndarray) -> np.ndarray:
@@ -238,7 +182,7 @@ def _count_ratio(count: int, total: int) -> str:
 def _output_pixels(layer) -> int:
     shape = layer.output_shape
     if not isinstance(shape, tuple) or len(shape) != 4 or None in shape[1:3]:
-        raise ValueError(
+        raise UsageError(
             f"layer {layer.name!r} has no static 2-D output shape ({shape}); build the model "
             "with a fixed input shape"
         )
@@ -246,14 +190,14 @@ def _output_pixels(layer) -> int:
 
 
 def _num_levels(layer) -> int | None:
-    if _kernel_precision(layer) == 1:
+    if kernel_precision(layer) == 1:
         return 2
-    levels = getattr(_kernel_quantizer(layer), "levels", None)
+    levels = getattr(kernel_quantizer(layer), "levels", None)
     return len(levels) if isinstance(levels, (tuple, list)) else None
 
 
 def _analyse(layer) -> UniqueKernels:
-    q = quantized_kernel(layer)
+    q = integer_levels(layer)
     kh, kw, cin, cout = q.shape
     # rows[i, o] is the flattened kernel applied to input channel i for output channel o
     rows = q.transpose(2, 3, 0, 1).reshape(cin, cout, kh * kw)
@@ -266,7 +210,7 @@ def _analyse(layer) -> UniqueKernels:
     return UniqueKernels(
         layer=layer.name,
         kernel_size=(int(kh), int(kw)),
-        bits=int(_kernel_precision(layer)),
+        bits=int(kernel_precision(layer)),
         num_levels=_num_levels(layer),
         input_channels=int(cin),
         output_channels=int(cout),
@@ -283,18 +227,9 @@ def _analyse(layer) -> UniqueKernels:
     )
 
 
-def iter_layers(model):
-    """The model's layers, nested models flattened."""
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.Model):
-            yield from iter_layers(layer)
-        else:
-            yield layer
-
-
 def _is_quantized_conv2d(layer, max_bits: int) -> bool:
     kernel = getattr(layer, "kernel", None)
-    precision = _kernel_precision(layer)
+    precision = kernel_precision(layer)
     return (
         isinstance(layer, tf.keras.layers.Conv2D)
         and not isinstance(layer, tf.keras.layers.Conv2DTranspose)
@@ -303,7 +238,7 @@ def _is_quantized_conv2d(layer, max_bits: int) -> bool:
         and len(kernel.shape) == 4
         and precision is not None
         and precision <= max_bits
-        and _kernel_quantizer(layer) is not None
+        and kernel_quantizer(layer) is not None
     )
 
 
@@ -315,12 +250,10 @@ def unique_kernels(model, *, max_bits: int = 1) -> UniqueKernelsReport:
     computing each distinct kernel once per input channel saves (see `UniqueKernels`).
     `max_bits=1` (default) analyses binary convolutions; 2 adds ternary ones.
     """
-    if not isinstance(model, tf.keras.Model):
-        raise ValueError(f"model must be a tf.keras.Model, got {type(model).__name__}")
-    if not isinstance(max_bits, int) or max_bits < 1:
-        raise ValueError(f"max_bits must be a positive integer, got {max_bits!r}")
+    check.check_type(model, "model", tf.keras.Model, "a tf.keras.Model")
+    check.check_positive_int(max_bits, "max_bits")
     if not model.built:
-        raise ValueError(f"model {model.name!r} is not built; build it before unique_kernels")
+        raise check.fail("model", "a built model (build it before unique_kernels)", model.name)
     layers = [_analyse(layer) for layer in iter_layers(model)
               if _is_quantized_conv2d(layer, max_bits)]
     return UniqueKernelsReport(model=model.name, layers=layers)
@@ -340,12 +273,11 @@ def enable_flip_ratio(model) -> list[str]:
     Returns:
         The metric names added (or already present).
     """
-    if not isinstance(model, tf.keras.Model):
-        raise ValueError(f"model must be a tf.keras.Model, got {type(model).__name__}")
+    check.check_type(model, "model", tf.keras.Model, "a tf.keras.Model")
     names = []
     for layer in iter_layers(model):
-        quantizer = _kernel_quantizer(layer)
-        if quantizer is None:
+        quantizer = kernel_quantizer(layer)
+        if quantizer is None or getattr(layer, "kernel", None) is None:
             continue
         if not isinstance(quantizer, _LARQ_METRIC_QUANTIZER):
             log.info("flip ratio not tracked for %s: %s is not a larq metric-aware quantizer",

@@ -12,6 +12,7 @@ import dataclasses
 import os
 from importlib import resources
 
+from kbnn._validation import fail
 from kbnn.errors import KbnnError, UsageError
 
 import numpy as np
@@ -30,7 +31,7 @@ def normalize_mnist(images) -> np.ndarray:
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[1:] != (28, 28, 1):
-        raise ValueError(f"MNIST images must have shape (N, 28, 28[, 1]), got {images.shape}")
+        raise fail("images", "shape (N, 28, 28[, 1])", images.shape)
     return images.astype(np.float32) / np.float32(255.0)
 
 

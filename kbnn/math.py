@@ -1,7 +1,8 @@
 """Every formula kbnn's quantizers, layers and optimizers share, implemented once."""
 
-import numbers
 from collections.abc import Callable
+
+from kbnn._validation import check_int
 
 import numpy as np
 import tensorflow as tf
@@ -89,7 +90,7 @@ def quantize_k(x: tf.Tensor, k_bit: int) -> tf.Tensor:
     r"""DoReFa's quantize_k (Zhou et al. 2016, eq. 5): round((2^k − 1)·x) / (2^k − 1) for x ∈ [0, 1].
 
     Forward only (no gradient rule attached); rounding is half-to-even like `tf.round`."""
-    n = float(2**k_bit - 1)
+    n = float(max_level(k_bit))
     return tf.round(x * n) / n
 
 
@@ -115,7 +116,7 @@ def quantize_gradient(dr: tf.Tensor, k_bit: int, noise: tf.Tensor) -> tf.Tensor:
 
 def gradient_noise_width(k_bit: int) -> float:
     """Width 1/(2^k − 1) of DoReFa's uniform gradient noise N(k)."""
-    return 1.0 / float(2**k_bit - 1)
+    return 1.0 / float(max_level(k_bit))
 
 
 def ternarize(x: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
@@ -243,9 +244,10 @@ def bit_plane_sum(op: Callable[[tf.Tensor], tf.Tensor], levels: tf.Tensor, bits:
 
 
 def check_bits(value, name: str, low: int = 1, high: int = 32) -> int:
-    """Validate a bit width: an int in [low, high], else ValueError naming the argument."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not (
-        low <= value <= high
-    ):
-        raise ValueError(f"`{name}` must be an integer in {low}..{high}, got {value!r}.")
-    return int(value)
+    """Validate a bit width: an integer in [low, high] (`kbnn._validation.check_int`)."""
+    return check_int(value, name, low=low, high=high)
+
+
+def max_level(bits: int) -> int:
+    """The largest level of a k-bit unsigned grid, 2^k − 1 (DoReFa's n, Zhou et al. 2016)."""
+    return (1 << int(bits)) - 1

@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from kbnn._validation import check_choice, check_positive_number, check_type, fail
 from kbnn.errors import UsageError
 
 import numpy as np
@@ -73,14 +74,10 @@ class EnergyModel:
     weight_memory: str = "dram"
 
     def __post_init__(self):
-        if self.weight_memory not in ("dram", "sram"):
-            raise ValueError(
-                f"weight_memory must be 'dram' or 'sram', got {self.weight_memory!r}"
-            )
+        check_choice(self.weight_memory, "weight_memory", ("dram", "sram"))
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name != "weight_memory" and not value > 0:
-                raise ValueError(f"EnergyModel.{field.name} must be > 0 pJ, got {value!r}")
+            if field.name != "weight_memory":
+                check_positive_number(getattr(self, field.name), f"EnergyModel.{field.name} (pJ)")
 
     @property
     def binary_op(self) -> float:
@@ -270,7 +267,7 @@ class ModelSummary:
 
     def total(self, field: str):
         if field not in _TOTALS and field not in ("energy_pj", "float32_energy_pj"):
-            raise ValueError(f"no total for field {field!r}; choose from {_TOTALS}")
+            raise fail("field", f"one of {_TOTALS}", field)
         return sum(getattr(layer, field) for layer in self.layers)
 
     @property
@@ -499,14 +496,13 @@ def summary(
         `ModelSummary`; `.as_dict()` is JSON-serialisable.
     """
     if not (hasattr(model, "layers") and hasattr(model, "built")):
-        raise ValueError(f"model must be a tf.keras.Model, got {type(model).__name__}")
+        raise fail("model", "a tf.keras.Model", type(model).__name__)
     if not model.built:
-        raise ValueError(
+        raise UsageError(
             f"model {model.name!r} is not built: call it on data or give the first layer an "
             "`input_shape` before kbnn.models.summary"
         )
-    if not isinstance(energy_model, EnergyModel):
-        raise ValueError(f"energy_model must be a kbnn.models.EnergyModel, got {energy_model!r}")
+    check_type(energy_model, "energy_model", EnergyModel, "a kbnn.models.EnergyModel")
     profile = ModelProfile(model)
     result = ModelSummary(
         name=model.name,

@@ -10,9 +10,13 @@ from __future__ import annotations
 import csv
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from kbnn import kernels
+from kbnn._io import atomic_path
+from kbnn._validation import check_positive_int
+from kbnn.errors import UsageError
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -38,15 +42,8 @@ def save_figure(fig: Figure, path, *, dpi: int = 100) -> Path:
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise FileNotFoundError(f"directory {str(directory)!r} for the plot does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{fmt}", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     return path
 
 
@@ -71,7 +68,7 @@ def plot_memory_energy(summary_or_model, path, *, title: str | None = None) -> P
         result = summary(summary_or_model, print_fn=None)
     layers = [x for x in result.layers if x.float32_bytes or x.energy_pj]
     if not layers:
-        raise ValueError(f"model {result.name!r} has no layer with weights to plot")
+        raise UsageError(f"model {result.name!r} has no layer with weights to plot")
     names = [x.name for x in layers]
     y = np.arange(len(layers))
     fig = _new_figure(12, 1.2 + 0.45 * len(layers))
@@ -98,13 +95,6 @@ def plot_memory_energy(summary_or_model, path, *, title: str | None = None) -> P
     return save_figure(fig, path)
 
 
-def _quantized_kernel_layers(model):
-    from kbnn.analysis import iter_layers
-
-    return [layer for layer in iter_layers(model)
-            if getattr(getattr(layer, "kernel", None), "quantizer", None) is not None]
-
-
 def plot_weight_histograms(model, path, *, bins: int = 60, max_layers: int = 12) -> Path:
     """Histogram of latent (float) weights beside the quantized levels, one row per layer.
 
@@ -112,19 +102,16 @@ def plot_weight_histograms(model, path, *, bins: int = 60, max_layers: int = 12)
     quantizer has them (binary ±1, ternary −1/0/1, DoReFa odd integers; per-channel scales such
     as TWN's α left out, so each level is one bar), otherwise the quantized values.
     """
-    from kbnn.analysis import quantized_kernel
-
-    layers = _quantized_kernel_layers(model)
+    layers = kernels.quantized_kernel_layers(model)
     if not layers:
-        raise ValueError(f"model {model.name!r} has no layer with a quantized kernel")
-    if not isinstance(max_layers, int) or max_layers < 1:
-        raise ValueError(f"max_layers must be a positive integer, got {max_layers!r}")
+        raise UsageError(f"model {model.name!r} has no layer with a quantized kernel")
+    check_positive_int(max_layers, "max_layers")
     layers = layers[:max_layers]
     fig = _new_figure(10, 1.2 + 2.0 * len(layers))
     axes = fig.subplots(len(layers), 2, squeeze=False)
     for (latent_ax, quant_ax), layer in zip(axes, layers, strict=True):
-        latent = np.asarray(layer.kernel.latent_variable.numpy()).ravel()
-        quantized = quantized_kernel(layer).ravel()
+        latent = np.asarray(kernels.kernel_variable(layer).numpy()).ravel()
+        quantized = kernels.integer_levels(layer).ravel()
         latent_ax.hist(latent, bins=bins, color=_TWIN_COLOR)
         latent_ax.set_ylabel(layer.name, fontsize="small")
         values, counts = np.unique(np.round(quantized, 6), return_counts=True)
@@ -134,7 +121,7 @@ def plot_weight_histograms(model, path, *, bins: int = 60, max_layers: int = 12)
             quant_ax.set_xticks(values)
         else:
             quant_ax.hist(quantized, bins=bins, color=_MODEL_COLOR)
-        precision = getattr(layer.kernel, "precision", None)
+        precision = kernels.kernel_precision(layer)
         quant_ax.set_title(f"{precision}-bit kernel: {len(values)} levels used",
                            fontsize="small")
     axes[0][0].set_title("latent weights", fontsize="small")
@@ -170,7 +157,7 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
               if np.ndim(values) == 1 and len(values) > 0 and not key.startswith("val_flip_ratio")
               and not np.all(np.isnan(np.asarray(values, dtype=float)))}
     if not curves:
-        raise ValueError("history_or_csv holds no metric values to plot")
+        raise UsageError("history_or_csv holds no metric values to plot")
     return curves
 
 

@@ -29,11 +29,11 @@ with `q(w) = levels · scale`, integer-valued `levels` and a per-output-channel 
 """
 
 import inspect
-from typing import TYPE_CHECKING
 import numbers
 from typing import TYPE_CHECKING
 
 from kbnn import math as kmath
+from kbnn._registry import register
 
 import larq as lq
 import tensorflow as tf
@@ -101,8 +101,7 @@ def _register(alias: str):
     """
 
     def decorator(cls):
-        cls = tf.keras.utils.register_keras_serializable(package="kbnn")(cls)
-        lq.utils.register_keras_custom_object(cls)
+        cls = register(cls, bare_name=True)
         lq.utils.register_alias(alias)(cls)
         ALIASES[alias] = cls
         return cls
@@ -242,7 +241,7 @@ class DoReFaActivation(DoReFa):
 
     @property
     def n(self) -> int:
-        return 2**self.precision - 1
+        return kmath.max_level(self.precision)
 
     def integer_levels(self, x):
         """(levels, scale) with levels = round(n·clip(x, 0, 1)) ∈ {0..n}, scale = 1/n."""
@@ -533,23 +532,23 @@ class DoReFaWeight(_LevelFlipRatio, DoReFa):
 
     @property
     def levels(self) -> tuple[int, ...]:
-        n = 2**self.precision - 1
+        n = kmath.max_level(self.precision)
         return tuple(range(-n, n + 1, 2))
 
     @property
     def _max_level(self) -> int:
-        return 2**self.precision - 1
+        return kmath.max_level(self.precision)
 
     def _odd_levels(self, normed):
         """2·round(n·normed) − n ∈ {−n, −n + 2, .., n} for `normed` = larq's weight_preprocess."""
-        n = 2**self.precision - 1
+        n = kmath.max_level(self.precision)
         return 2.0 * tf.round(normed * n) - n
 
     def integer_levels(self, w):
         w = tf.convert_to_tensor(w)
         if self.precision == 1:
             return lq.math.sign(w), kmath.mean_abs(w, per_channel=False)
-        n = 2**self.precision - 1
+        n = kmath.max_level(self.precision)
         return self._odd_levels(self.weight_preprocess(w)), tf.constant(1.0 / n, w.dtype)
 
     @_do_not_convert

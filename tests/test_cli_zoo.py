@@ -89,9 +89,9 @@ def test_train_writes_checkpoint_logs_and_curves_then_evaluates(tmp_path, capsys
     "argv, message",
     [
         (["train", "binarynet_mnist", "--per-replica-batch-size", "-1"],
-         "per_replica_batch_size must be a positive integer"),
-        (["train", "binarynet_mnist", "--epochs", "0"], "epochs must be a positive integer"),
-        (["train", "binarynet_mnist", "--batch-size", "0"], "batch_size must be a positive"),
+         "per_replica_batch_size: expected a positive integer, got -1"),
+        (["train", "binarynet_mnist", "--epochs", "0"], "epochs: expected a positive integer"),
+        (["train", "binarynet_mnist", "--batch-size", "0"], "batch_size: expected a positive"),
         (["evaluate", "no_such_model_or_file"], "neither a zoo model"),
     ],
 )

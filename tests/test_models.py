@@ -199,7 +199,7 @@ def test_nested_models_are_flattened():
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match="model must be a tf.keras.Model"):
+    with pytest.raises(ValueError, match="model: expected a tf.keras.Model"):
         summary("model.h5")
     unbuilt = tf.keras.Sequential([tf.keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):

@@ -84,7 +84,7 @@ def test_mnist_model_options(name):
     assert any(isinstance(layer, ShiftBatchNormalization) for layer in shifted.layers)
     assert not any(isinstance(layer, tf.keras.layers.BatchNormalization)
                    for layer in shifted.layers)
-    with pytest.raises(ValueError, match="bn must be one of"):
+    with pytest.raises(ValueError, match="bn: expected one of"):
         kbnn.zoo.get(name, bn="layernorm")
 
 
@@ -163,7 +163,7 @@ def test_get_rejects_bad_arguments():
         kbnn.zoo.get("binarynet_mnist", input_shape=(28, 28))
     with pytest.raises(ValueError, match="num_classes"):
         kbnn.zoo.get("binarynet_mnist", num_classes=1)
-    with pytest.raises(ValueError, match="weights must be"):
+    with pytest.raises(ValueError, match="weights: expected None"):
         kbnn.zoo.get("binarynet_mnist", weights=3)
     with pytest.raises(ValueError, match="no pretrained weights for 'quicknet'"):
         kbnn.zoo.get("quicknet", weights="pretrained")

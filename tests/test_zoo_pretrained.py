@@ -86,7 +86,7 @@ def test_cards_are_valid_json_with_known_fields():
 def test_card_states_the_summary_and_unique_kernels_of_the_shipped_weights(name):
     """The card's cost figures are those of the shipped weights: the summary is recomputed, the
     unique-kernel counts re-derived with numpy from the loaded kernels' signs/levels."""
-    from kbnn.analysis import quantized_kernel
+    from kbnn.kernels import integer_levels
     from kbnn.models import summary
 
     card = cards.read_card(name)
@@ -99,7 +99,7 @@ def test_card_states_the_summary_and_unique_kernels_of_the_shipped_weights(name)
         row["name"] for row in expected["layers"]]
     assert card["summary"]["totals"]["memory_bytes"] < card["summary"]["totals"]["float32_bytes"]
     for row in card.get("unique_kernels", {}).get("layers", []):  # the MLP has no conv
-        levels = np.sign(quantized_kernel(model.get_layer(row["layer"])))  # (kh, kw, in, out)
+        levels = np.sign(integer_levels(model.get_layer(row["layer"])))  # (kh, kw, in, out)
         kh, kw, cin, cout = levels.shape
         kernels = levels.transpose(2, 3, 0, 1).reshape(cin * cout, kh * kw)
         assert row["total"] == cin * cout

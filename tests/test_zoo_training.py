@@ -35,9 +35,9 @@ def test_cosine_schedule_decays_to_zero():
     assert float(schedule(0)) == pytest.approx(1e-2)
     assert float(schedule(50)) == pytest.approx(5e-3, rel=1e-3)  # (1 + cos(pi/2)) / 2
     assert float(schedule(100)) == pytest.approx(0.0, abs=1e-9)
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="optimizer: expected one of"):
         training.make_optimizer("sgd", learning_rate=1e-2, decay_steps=1)
-    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+    with pytest.raises(ValueError, match="learning_rate: expected a finite number > 0"):
         training.make_optimizer("adam", learning_rate=0.0, decay_steps=1)
 
 

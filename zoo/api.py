@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn._validation import check_choice, check_int, fail
 from kbnn.errors import ModelLoadError, UsageError
+from kbnn.kernels import iter_layers, kernel_precision, kernel_variable
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
 
@@ -29,18 +30,17 @@ def get(name, *, weights=None, input_shape=None, num_classes=None, include_top=T
         compile: compile with sparse categorical cross-entropy, accuracy and Adam.
     """
     entry = registry.spec(name)
-    if include_top not in (True, False):
-        raise ValueError(f"include_top must be True or False, got {include_top!r}")
-    if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    check_choice(include_top, "include_top", (True, False))
+    if num_classes is not None:
+        check_int(num_classes, "num_classes", low=2)
     if input_shape is not None:
         input_shape = tuple(input_shape)
         if len(input_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in input_shape):
-            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+            raise fail("input_shape", "(height, width, channels)", input_shape)
     if weights == PRETRAINED:
         _check_pretrained_compatible(entry, input_shape, num_classes, include_top, bn)
     elif weights is not None and not isinstance(weights, str | os.PathLike):
-        raise ValueError(f"weights must be None, 'pretrained' or a file path, got {weights!r}")
+        raise fail("weights", "None, 'pretrained' or a file path", weights)
 
     model = entry.builder(
         input_shape=input_shape or entry.input_shape,
@@ -108,10 +108,9 @@ def count_params(model) -> dict:
     total = int(sum(np.prod(w.shape) for w in model.weights))
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     binary = 0
-    for layer in model.layers:
-        quantizer = getattr(layer, "kernel_quantizer", None)
-        if quantizer is not None and getattr(quantizer, "precision", None) == 1:
-            binary += int(np.prod(layer.kernel.shape))
+    for layer in iter_layers(model):
+        if kernel_precision(layer) == 1:
+            binary += int(np.prod(kernel_variable(layer).shape))
     return {"total": total, "trainable": trainable, "binary": binary}
 
 

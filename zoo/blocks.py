@@ -9,6 +9,7 @@ The quantized layers come from `kbnn.layers` (thin configurations of larq's `Qua
 from __future__ import annotations
 
 from kbnn import layers
+from kbnn._validation import fail
 from kbnn.normalization import ShiftBatchNormalization
 
 import tensorflow as tf
@@ -26,7 +27,7 @@ def batch_norm(bn: str, name: str, **kwargs) -> tf.keras.layers.Layer:
         return tf.keras.layers.BatchNormalization(name=name, **config)
     if bn == "shift":
         return ShiftBatchNormalization(name=name, **config)
-    raise ValueError(f"bn must be one of {BN_CHOICES}, got {bn!r}")
+    raise fail("bn", f"one of {BN_CHOICES}", bn)
 
 
 def binary_conv(filters, kernel_size, *, name, strides=1, binary_input=True, padding="same",

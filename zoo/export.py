@@ -12,7 +12,7 @@ import datetime
 import json
 import pathlib
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn.errors import UsageError
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
 
@@ -26,9 +26,9 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
 
     entry = registry.spec(name)
     if entry.dataset != "mnist":
-        raise ValueError(f"only MNIST models are exported with measured accuracy, not {name!r}")
+        raise UsageError(f"only MNIST models are exported with measured accuracy, not {name!r}")
     if not training_command or not training_command.strip():
-        raise ValueError("training_command must be the exact command that trained the weights")
+        raise UsageError("training_command must be the exact command that trained the weights")
     checkpoint = pathlib.Path(checkpoint)
     model = get(name, compile=False)
     weight_files.load_weights_file(model, checkpoint)

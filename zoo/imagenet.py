@@ -11,6 +11,7 @@ All accept any `input_shape` large enough for their strides (tests use 32x32 or 
 from __future__ import annotations
 
 from kbnn.activations import LearnedShift
+from kbnn.errors import UsageError
 from kbnn.initializers import BlurInitializer
 from kbnn.zoo import blocks
 from kbnn.zoo.registry import register
@@ -249,7 +250,7 @@ def _reactnet_block(x, filters, stride, bn, name):
             halves.append(tf.keras.layers.Add(name=f"{name}_add2{half}")([h, x]))
         x = tf.keras.layers.Concatenate(name=f"{name}_concat")(halves)
     else:
-        raise ValueError(f"ReActNet block {name}: {in_filters} -> {filters} channels")
+        raise UsageError(f"ReActNet block {name}: {in_filters} -> {filters} channels")
     return _rprelu(x, f"{name}_rprelu2")
 
 

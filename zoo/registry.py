@@ -50,7 +50,7 @@ def register(**fields) -> Callable:
     def wrap(builder):
         name = fields.pop("name", builder.__name__)
         if name in _REGISTRY:
-            raise ValueError(f"zoo model {name!r} is registered twice")
+            raise UsageError(f"zoo model {name!r} is registered twice")
         _REGISTRY[name] = ModelSpec(name=name, builder=builder, **fields)
         return builder
 

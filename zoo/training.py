@@ -15,7 +15,6 @@ best checkpoint is picked on them), the 10,000 test images are only evaluated.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import pathlib
@@ -24,12 +23,29 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from kbnn import imagenet, optimizers
 from kbnn._io import write_atomic, write_with
-from kbnn.data import DataSplits, with_shard_policy
+from kbnn._validation import (
+    check_choice,
+    check_int,
+    check_positive_int,
+    check_positive_number,
+    fail,
+)
+from kbnn.analysis import enable_flip_ratio
+from kbnn.data import DataSplits, mnist, with_shard_policy
 from kbnn.distribute import precision, strategies
-from kbnn.distribute.training import scale_learning_rate, synchronize_batch_norm
+from kbnn.distribute.training import (
+    LR_SCALING_CHOICES,
+    scale_learning_rate,
+    synchronize_batch_norm,
+)
 from kbnn.errors import UsageError
+from kbnn.kernels import quantized_kernel_layers
+from kbnn.plotting import plot_training_curves, plot_weight_histograms
 from kbnn.zoo import registry
+from kbnn.zoo.api import get
+from kbnn.zoo.evaluation import evaluate_mnist
 
 import tensorflow as tf
 
@@ -73,25 +89,20 @@ def compile_model(model, optimizer=None, *, metrics=None):
 def make_optimizer(name: str, *, learning_rate: float, decay_steps: int):
     """`adam` and `shift_adamax` with a cosine-decayed learning rate; `bop` (larq's Bop for binary
     kernels, Adam at `learning_rate` for the rest) with a constant one."""
-    if name not in OPTIMIZER_CHOICES:
-        raise ValueError(f"optimizer must be one of {OPTIMIZER_CHOICES}, got {name!r}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    import kbnn.optimizers
+    check_choice(name, "optimizer", OPTIMIZER_CHOICES)
+    check_positive_number(learning_rate, "learning_rate")
 
     if name == "bop":
-        return kbnn.optimizers.get("bop", learning_rate=learning_rate)
+        return optimizers.get("bop", learning_rate=learning_rate)
     schedule = tf.keras.optimizers.schedules.CosineDecay(learning_rate, max(1, decay_steps))
     if name == "adam":
         return tf.keras.optimizers.Adam(learning_rate=schedule)
-    return kbnn.optimizers.ShiftAdaMax(learning_rate=schedule)
+    return optimizers.ShiftAdaMax(learning_rate=schedule)
 
 
 def build_model_for_training(name, *, optimizer="adam", learning_rate=None, bn="batchnorm",
                              decay_steps=1):
     """Model + optimizer + metrics, compiled; call inside `strategy.scope()` to distribute."""
-    from kbnn.zoo import get
-
     spec = registry.spec(name)
     recipe = spec.recipe or registry.Recipe(epochs=1, batch_size=32)
     model = get(name, bn=bn, compile=False)
@@ -106,16 +117,10 @@ def make_datasets(global_batch_size: int, *, validation_size=DEFAULT_VALIDATION_
     """(train, validation, steps_per_epoch) for MNIST, batched with the global batch size.
 
     `steps_per_epoch` shortens epochs (the training set then repeats); default one pass."""
-    from kbnn.data import mnist
-
-    if not isinstance(global_batch_size, int) or global_batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {global_batch_size!r}")
-    if not 0 <= validation_size < MNIST_TRAIN_SIZE:
-        raise ValueError(f"validation_size must be in [0, {MNIST_TRAIN_SIZE}), got {validation_size}")
+    check_positive_int(global_batch_size, "batch_size")
+    check_int(validation_size, "validation_size", low=0, high=MNIST_TRAIN_SIZE - 1)
+    check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
     cut = MNIST_TRAIN_SIZE - validation_size
-    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int)
-                                        or steps_per_epoch < 1):
-        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
     train = mnist(f"train[:{cut}]", global_batch_size, shuffle=True, seed=seed,
                   repeat=steps_per_epoch is not None, data_dir=data_dir)
     val = (mnist(f"train[{cut}:]", 1000, data_dir=data_dir) if validation_size else None)
@@ -169,13 +174,9 @@ def mnist_datasets(*, validation_size: int, seed: int, data_dir=None,
     MNIST is one file, and its seeded shuffle gives every worker the same order."""
 
     def make(global_batch_size, strategy):
-        extra = {}
-        if steps_per_epoch is not None:  # shorter epochs: the training set repeats
-            if "steps_per_epoch" not in inspect.signature(make_datasets).parameters:
-                raise UsageError("this kbnn.zoo.training.make_datasets has no steps_per_epoch")
-            extra["steps_per_epoch"] = steps_per_epoch
         train, val, steps = make_datasets(global_batch_size, validation_size=validation_size,
-                                          seed=seed, data_dir=data_dir, **extra)
+                                          seed=seed, data_dir=data_dir,
+                                          steps_per_epoch=steps_per_epoch)
         val = with_shard_policy(val, "data") if val is not None else None
         return DataSplits(with_shard_policy(train, "data"), val, steps)
 
@@ -187,8 +188,6 @@ def _default_datasets(spec, *, validation_size, seed, data_dir, steps_per_epoch)
         return mnist_datasets(validation_size=validation_size, seed=seed, data_dir=data_dir,
                               steps_per_epoch=steps_per_epoch)
     if spec.dataset == "imagenet":
-        from kbnn import imagenet
-
         return imagenet.datasets_fn(data_dir=data_dir, seed=seed, image_size=spec.input_shape[0])
     raise UsageError(
         f"no built-in input pipeline for {spec.name!r} ({spec.dataset}); pass "
@@ -238,161 +237,163 @@ def _write_run_info(path: pathlib.Path, **info) -> None:
 def _plot_weights(model, path: pathlib.Path) -> None:
     """Latent vs quantized weight histograms of the best checkpoint (models without quantized
     kernels have none)."""
-    from kbnn.plotting import _quantized_kernel_layers, plot_weight_histograms
-
-    if _quantized_kernel_layers(model):
+    if quantized_kernel_layers(model):
         plot_weight_histograms(model, path)
 
 
-def _check_positive(name, value, allow_none=True):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value!r}")
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How `train` runs a zoo recipe; every field left at None takes the recipe's value.
 
-
-def train(
-    name: str,
-    *,
-    strategy="default",
-    per_replica_batch_size: int | None = None,
-    batch_size: int | None = None,
-    epochs: int | None = None,
-    optimizer: str | None = None,
-    learning_rate: float | None = None,
-    lr_scaling: str = "sqrt",
-    bn: str = "batchnorm",
-    sync_bn: bool = False,
-    mixed_precision: str = "float32",
-    output=None,
-    backup_dir=None,
-    backup_freq="epoch",
-    steps_per_epoch: int | None = None,
-    datasets: Callable | None = None,
-    validation_size: int = 5000,
-    data_dir=None,
-    seed: int = 0,
-    evaluate_test: bool = True,
-    callbacks: Sequence[tf.keras.callbacks.Callback] = (),
-    devices=None,
-    tpu=None,
-    communication: str = "auto",
-    flip_ratio: bool = True,
-    verbose: int = 1,
-) -> DistributedTrainResult:
-    """Train zoo model `name` with its recipe on `strategy`; arguments override the recipe.
-
-    Arguments:
-        strategy: "default" | "mirrored" | "multiworker" | "tpu" or a `tf.distribute.Strategy`
-            (see `kbnn.distribute.get_strategy`; `devices`, `tpu`, `communication` go to it).
-        per_replica_batch_size: default the recipe's batch size (tuned for one device); the
-            global batch is this × `strategy.num_replicas_in_sync`.
-        batch_size: the global batch instead (split evenly over the replicas); give one of
-            the two.
-        learning_rate, lr_scaling: the recipe's (or given) rate is for the recipe's batch size
-            and scaled to the global batch by `scale_learning_rate(rule=lr_scaling)`.
-        optimizer: "adam" | "shift_adamax" | "bop"; bn: "batchnorm" | "shift".
-        sync_bn: batch statistics over the global batch (`synchronize_batch_norm`) instead of
-            per replica (Keras' default: cheaper, and equivalent to BN with a smaller batch).
-        mixed_precision: "float32" | "mixed_float16" | "mixed_bfloat16" (`with_precision`).
-        output: folder for `model.keras` (best validation accuracy), `training_log.csv`,
-            `tensorboard/`, `training_curves.png` (chief only); default `runs/<name>`.
-        backup_dir: `BackupAndRestore` folder (default `<output>/backup`); must be on storage
-            every worker sees. backup_freq: "epoch" or a number of steps.
-        steps_per_epoch: cap the steps per epoch (default: one pass over the data).
-        datasets: `fn(global_batch_size, strategy) -> DataSplits` replacing the recipe's data
-            (MNIST from tfds; the ImageNet pipeline of `kbnn.imagenet` for ImageNet models).
-        callbacks: extra Keras callbacks.
-        flip_ratio: track larq's latent-weight flip ratio per quantized kernel
-            (`kbnn.analysis.enable_flip_ratio`): `flip_ratio/<layer>` in the history, the CSV
-            log, TensorBoard and the curves plot.
-
-    Writes (chief) into `output`: `model.keras` (best validation accuracy, atomically),
-    `training_log.csv` (appended to when resuming from a backup), `tensorboard/`,
-    `training_curves.png` (`kbnn.plotting.plot_training_curves`), `weight_histograms.png`
-    (latent vs quantized weights of the best checkpoint, `plot_weight_histograms`) and
-    `run.json` (the arguments, replicas and seconds).
+    strategy: "default" | "mirrored" | "multiworker" | "tpu" or a `tf.distribute.Strategy`
+        (`kbnn.distribute.get_strategy`; `devices`, `tpu`, `communication` go to it).
+    per_replica_batch_size: default the recipe's batch size (tuned for one device); the global
+        batch is this × `strategy.num_replicas_in_sync`. batch_size: the global batch instead
+        (split evenly over the replicas); give one of the two.
+    learning_rate, lr_scaling: the recipe's (or given) rate is for the recipe's batch size and
+        scaled to the global batch by `kbnn.distribute.scale_learning_rate(rule=lr_scaling)`.
+    optimizer: "adam" | "shift_adamax" | "bop"; bn: "batchnorm" | "shift".
+    sync_bn: batch statistics over the global batch (`synchronize_batch_norm`) instead of per
+        replica (Keras' default: cheaper, and equivalent to BN with a smaller batch).
+    mixed_precision: "float32" | "mixed_float16" | "mixed_bfloat16" (`with_precision`).
+    output: the run folder (default `runs/<name>`). backup_dir: `BackupAndRestore` folder
+        (default `<output>/backup`); must be on storage every worker sees. backup_freq:
+        "epoch" or a number of steps.
+    steps_per_epoch: cap the steps per epoch (default: one pass over the data).
+    datasets: `fn(global_batch_size, strategy) -> kbnn.data.DataSplits` replacing the recipe's
+        data (MNIST from tfds; the ImageNet pipeline of `kbnn.imagenet` for ImageNet models).
+    callbacks: extra Keras callbacks. flip_ratio: track larq's latent-weight flip ratio per
+        quantized kernel (`kbnn.analysis.enable_flip_ratio`): `flip_ratio/<layer>` in the
+        history, the CSV log, TensorBoard and the curves plot.
     """
-    spec = registry.spec(name)
-    recipe = spec.recipe or registry.Recipe(epochs=1, batch_size=32)
-    epochs = recipe.epochs if epochs is None else epochs
-    if per_replica_batch_size is not None and batch_size is not None:
-        raise UsageError("give per_replica_batch_size or batch_size (global), not both")
-    _check_positive("per_replica_batch_size", per_replica_batch_size)
-    _check_positive("batch_size", batch_size)
-    optimizer = optimizer or recipe.optimizer
-    _check_positive("epochs", epochs, allow_none=False)
-    _check_positive("steps_per_epoch", steps_per_epoch)
-    if optimizer not in OPTIMIZER_CHOICES:
-        raise UsageError(f"optimizer must be one of {OPTIMIZER_CHOICES}, got {optimizer!r}")
-    precision.check_policy(mixed_precision)
-    if not (backup_freq == "epoch" or (isinstance(backup_freq, int)
-                                       and not isinstance(backup_freq, bool) and backup_freq > 0)):
-        raise UsageError(f"backup_freq must be 'epoch' or a positive integer, got {backup_freq!r}")
 
-    strategy_obj = strategies.get_strategy(strategy, devices=devices, tpu=tpu,
-                                           communication=communication)
-    replicas = strategy_obj.num_replicas_in_sync
-    if batch_size is not None:
-        if batch_size % replicas:
-            raise UsageError(f"batch_size {batch_size} does not split evenly over {replicas} "
-                             "replicas; use a multiple or give per_replica_batch_size")
-        per_replica_batch_size = batch_size // replicas
-    elif per_replica_batch_size is None:
-        per_replica_batch_size = recipe.batch_size
-    global_batch = strategies.global_batch_size(per_replica_batch_size, strategy_obj)
-    lr = scale_learning_rate(learning_rate or default_learning_rate(recipe, optimizer),
-                             global_batch_size=global_batch,
-                             reference_batch_size=recipe.batch_size, rule=lr_scaling)
-    chief = strategies.is_chief(strategy_obj)
-    index, _ = strategies.worker_index(strategy_obj)
-    output = pathlib.Path(output or os.path.join("runs", name))
-    backup_dir = pathlib.Path(backup_dir or output / BACKUP_DIR)
-    if chief:
-        output.mkdir(parents=True, exist_ok=True)
-    tf.keras.utils.set_random_seed(seed)  # the same on every worker
+    strategy: object = "default"
+    per_replica_batch_size: int | None = None
+    batch_size: int | None = None
+    epochs: int | None = None
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    lr_scaling: str = "sqrt"
+    bn: str = "batchnorm"
+    sync_bn: bool = False
+    mixed_precision: str = "float32"
+    output: object = None
+    backup_dir: object = None
+    backup_freq: object = "epoch"
+    steps_per_epoch: int | None = None
+    datasets: Callable | None = None
+    validation_size: int = DEFAULT_VALIDATION_SIZE
+    data_dir: object = None
+    seed: int = 0
+    evaluate_test: bool = True
+    callbacks: Sequence[tf.keras.callbacks.Callback] = ()
+    devices: object = None
+    tpu: object = None
+    communication: str = "auto"
+    flip_ratio: bool = True
+    verbose: int = 1
 
-    make = datasets or _default_datasets(spec, validation_size=validation_size, seed=seed,
-                                         data_dir=data_dir, steps_per_epoch=steps_per_epoch)
-    splits = _as_splits(make(global_batch, strategy_obj))
-    steps = steps_per_epoch or splits.steps_per_epoch
-    if steps is None:
-        raise UsageError("steps_per_epoch is unknown for this data; pass steps_per_epoch")
+    def check(self) -> None:
+        """Reject bad values before anything is built (the recipe-dependent ones in `_plan`)."""
+        if self.per_replica_batch_size is not None and self.batch_size is not None:
+            raise UsageError("give per_replica_batch_size or batch_size (global), not both")
+        check_positive_int(self.per_replica_batch_size, "per_replica_batch_size",
+                           allow_none=True)
+        check_positive_int(self.batch_size, "batch_size", allow_none=True)
+        check_positive_int(self.steps_per_epoch, "steps_per_epoch", allow_none=True)
+        check_choice(self.lr_scaling, "lr_scaling", LR_SCALING_CHOICES)
+        precision.check_policy(self.mixed_precision)
+        if self.backup_freq != "epoch":
+            try:
+                check_positive_int(self.backup_freq, "backup_freq")
+            except UsageError:
+                raise fail("backup_freq", "'epoch' or a positive integer",
+                           self.backup_freq) from None
 
-    with strategy_obj.scope():
-        model = build_model_for_training(name, optimizer=optimizer, learning_rate=lr, bn=bn,
-                                         decay_steps=epochs * steps)
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What a run resolves to on its strategy: the recipe merged with the config."""
+
+    strategy: tf.distribute.Strategy
+    epochs: int
+    optimizer: str
+    per_replica_batch_size: int
+    global_batch_size: int
+    learning_rate: float
+    chief: bool
+    worker: int
+    output: pathlib.Path
+    backup_dir: pathlib.Path
+
+
+def _plan(name: str, config: TrainConfig) -> _Plan:
+    recipe = registry.spec(name).recipe or registry.Recipe(epochs=1, batch_size=32)
+    epochs = recipe.epochs if config.epochs is None else config.epochs
+    optimizer = config.optimizer or recipe.optimizer
+    check_positive_int(epochs, "epochs")
+    check_choice(optimizer, "optimizer", OPTIMIZER_CHOICES)
+    strategy = strategies.get_strategy(config.strategy, devices=config.devices, tpu=config.tpu,
+                                       communication=config.communication)
+    replicas = strategy.num_replicas_in_sync
+    per_replica = config.per_replica_batch_size or recipe.batch_size
+    if config.batch_size is not None:
+        if config.batch_size % replicas:
+            raise UsageError(f"batch_size {config.batch_size} does not split evenly over "
+                             f"{replicas} replicas; use a multiple or give per_replica_batch_size")
+        per_replica = config.batch_size // replicas
+    global_batch = strategies.global_batch_size(per_replica, strategy)
+    rate = config.learning_rate or default_learning_rate(recipe, optimizer)
+    output = pathlib.Path(config.output or os.path.join("runs", name))
+    return _Plan(
+        strategy=strategy, epochs=epochs, optimizer=optimizer,
+        per_replica_batch_size=per_replica, global_batch_size=global_batch,
+        learning_rate=scale_learning_rate(rate, global_batch_size=global_batch,
+                                          reference_batch_size=recipe.batch_size,
+                                          rule=config.lr_scaling),
+        chief=strategies.is_chief(strategy), worker=strategies.worker_index(strategy)[0],
+        output=output, backup_dir=pathlib.Path(config.backup_dir or output / BACKUP_DIR),
+    )
+
+
+def _build(name: str, config: TrainConfig, plan: _Plan, steps: int) -> tf.keras.Model:
+    """The compiled model, built in the strategy's scope (sync BN, precision, flip ratio)."""
+    with plan.strategy.scope():
+        model = build_model_for_training(name, optimizer=plan.optimizer,
+                                         learning_rate=plan.learning_rate, bn=config.bn,
+                                         decay_steps=plan.epochs * steps)
         opt = model.optimizer
-        if sync_bn:
+        if config.sync_bn:
             model = synchronize_batch_norm(model)
-        if mixed_precision != "float32":
-            model = precision.with_precision(model, mixed_precision)
-        if sync_bn or mixed_precision != "float32":  # a rebuilt copy: compile it again
-            compile_model(model, precision.loss_scale_optimizer(opt, mixed_precision))
-        if flip_ratio:
-            from kbnn.analysis import enable_flip_ratio
-
+        if config.mixed_precision != "float32":
+            model = precision.with_precision(model, config.mixed_precision)
+        if config.sync_bn or config.mixed_precision != "float32":  # a rebuilt copy: compile
+            compile_model(model, precision.loss_scale_optimizer(opt, config.mixed_precision))
+        if config.flip_ratio:
             enable_flip_ratio(model)
+    return model
 
-    paths = _WorkerPaths(output, chief, index)
+
+def _fit(model, splits: DataSplits, config: TrainConfig, plan: _Plan, steps: int):
+    """`model.fit` with the run's callbacks; returns (history, final weights, seconds)."""
+    paths = _WorkerPaths(plan.output, plan.chief, plan.worker)
     monitor = "val_accuracy" if splits.validation is not None else "accuracy"
-    resuming = backup_dir.is_dir() and any(backup_dir.iterdir())
+    resuming = plan.backup_dir.is_dir() and any(plan.backup_dir.iterdir())
     fit_callbacks = [
-        tf.keras.callbacks.BackupAndRestore(str(backup_dir), save_freq=backup_freq),
+        tf.keras.callbacks.BackupAndRestore(str(plan.backup_dir), save_freq=config.backup_freq),
         BestCheckpoint(paths(CHECKPOINT_NAME), monitor),
         tf.keras.callbacks.CSVLogger(str(paths(CSV_NAME)), append=resuming),
-        tf.keras.callbacks.TensorBoard(str(output / TENSORBOARD_DIR), write_graph=False),
-        *callbacks,
+        tf.keras.callbacks.TensorBoard(str(plan.output / TENSORBOARD_DIR), write_graph=False),
+        *config.callbacks,
     ]
     start = time.time()
     try:
         history = model.fit(
-            splits.train, epochs=epochs, steps_per_epoch=steps,
+            splits.train, epochs=plan.epochs, steps_per_epoch=steps,
             validation_data=splits.validation, validation_steps=splits.validation_steps,
-            callbacks=fit_callbacks, verbose=verbose if chief else 0,
+            callbacks=fit_callbacks, verbose=config.verbose if plan.chief else 0,
         )
         seconds = time.time() - start
-        checkpoint = output / CHECKPOINT_NAME
         if splits.validation is None:  # no validation: keep the final weights
             save_model_atomic(model, paths(CHECKPOINT_NAME))
         # Every worker reads the weights at the same point: reading sync-on-read variables (the
@@ -400,40 +401,81 @@ def train(
         final_weights = model.get_weights()
     finally:
         paths.cleanup()
+    return history, final_weights, seconds
 
-    best, test_accuracy = None, None
-    if chief:
-        from kbnn.plotting import plot_training_curves
 
-        if history.epoch:  # from the CSV: it also holds the epochs before a restore
-            plot_training_curves(output / CSV_NAME, output / CURVES_NAME, title=name)
-        _write_run_info(output / RUN_INFO_NAME, name=name, strategy=_strategy_name(strategy),
-                        replicas=strategy_obj.num_replicas_in_sync, epochs=epochs,
-                        per_replica_batch_size=per_replica_batch_size,
-                        global_batch_size=global_batch, optimizer=optimizer,
-                        learning_rate=lr, lr_scaling=lr_scaling, bn=bn, sync_bn=sync_bn,
-                        mixed_precision=mixed_precision, validation_size=validation_size,
-                        seed=seed, steps_per_epoch=steps, epochs_run=list(history.epoch),
-                        seconds=round(seconds, 1))
-        best = tf.keras.models.load_model(checkpoint)
-        _plot_weights(best, output / HISTOGRAMS_NAME)
-        if evaluate_test and spec.dataset == "mnist" and datasets is None:
-            from kbnn.zoo.evaluation import evaluate_mnist
+def _write_chief_outputs(name, config: TrainConfig, plan: _Plan, history, steps, seconds):
+    """Curves, `run.json`, weight histograms; returns (best model, test accuracy or None)."""
+    output = plan.output
+    if history.epoch:  # from the CSV: it also holds the epochs before a restore
+        plot_training_curves(output / CSV_NAME, output / CURVES_NAME, title=name)
+    _write_run_info(
+        output / RUN_INFO_NAME, name=name, strategy=_strategy_name(config.strategy),
+        replicas=plan.strategy.num_replicas_in_sync, epochs=plan.epochs,
+        per_replica_batch_size=plan.per_replica_batch_size,
+        global_batch_size=plan.global_batch_size, optimizer=plan.optimizer,
+        learning_rate=plan.learning_rate, lr_scaling=config.lr_scaling, bn=config.bn,
+        sync_bn=config.sync_bn, mixed_precision=config.mixed_precision,
+        validation_size=config.validation_size, seed=config.seed, steps_per_epoch=steps,
+        epochs_run=list(history.epoch), seconds=round(seconds, 1),
+    )
+    best = tf.keras.models.load_model(output / CHECKPOINT_NAME)
+    _plot_weights(best, output / HISTOGRAMS_NAME)
+    test_accuracy = None
+    if (config.evaluate_test and registry.spec(name).dataset == "mnist"
+            and config.datasets is None):
+        test_accuracy = evaluate_mnist(best, data_dir=config.data_dir)
+    return best, test_accuracy
 
-            test_accuracy = evaluate_mnist(best, data_dir=data_dir)
+
+def train(name: str, config: TrainConfig | None = None, **overrides) -> DistributedTrainResult:
+    """Train zoo model `name` with its recipe on a `tf.distribute` strategy.
+
+    `config` (a `TrainConfig`, default all recipe values) with `overrides` (its field names as
+    keywords: `train("binarynet_mnist", strategy="mirrored", epochs=3)`) says how.
+
+    Writes (chief) into the run folder: `model.keras` (best validation accuracy, atomically),
+    `training_log.csv` (appended to when resuming from a backup), `tensorboard/`,
+    `training_curves.png` (`kbnn.plotting.plot_training_curves`), `weight_histograms.png`
+    (latent vs quantized weights of the best checkpoint, `plot_weight_histograms`) and
+    `run.json` (the arguments, replicas and seconds).
+    """
+    config = dataclasses.replace(config or TrainConfig(), **overrides)
+    registry.spec(name)  # an unknown name fails first
+    config.check()
+    plan = _plan(name, config)
+    if plan.chief:
+        plan.output.mkdir(parents=True, exist_ok=True)
+    tf.keras.utils.set_random_seed(config.seed)  # the same on every worker
+
+    spec = registry.spec(name)
+    make = config.datasets or _default_datasets(
+        spec, validation_size=config.validation_size, seed=config.seed,
+        data_dir=config.data_dir, steps_per_epoch=config.steps_per_epoch)
+    splits = _as_splits(make(plan.global_batch_size, plan.strategy))
+    steps = config.steps_per_epoch or splits.steps_per_epoch
+    if steps is None:
+        raise UsageError("steps_per_epoch is unknown for this data; pass steps_per_epoch")
+
+    model = _build(name, config, plan, steps)
+    history, final_weights, seconds = _fit(model, splits, config, plan, steps)
+    test_accuracy = None
+    if plan.chief:
+        best, test_accuracy = _write_chief_outputs(name, config, plan, history, steps, seconds)
     else:  # a local copy of the final weights, readable without the other workers
         best = tf.keras.models.clone_model(model)
         best.set_weights(final_weights)
-    if verbose and chief:
-        print(f"{name}: {len(history.epoch)} epochs on {strategy_obj.num_replicas_in_sync} "
-              f"replicas (global batch {global_batch}, lr {lr:.3g}) in {seconds:.0f} s; "
-              f"checkpoint {checkpoint}"
+    checkpoint = plan.output / CHECKPOINT_NAME
+    if config.verbose and plan.chief:
+        print(f"{name}: {len(history.epoch)} epochs on {plan.strategy.num_replicas_in_sync} "
+              f"replicas (global batch {plan.global_batch_size}, lr {plan.learning_rate:.3g}) "
+              f"in {seconds:.0f} s; checkpoint {checkpoint}"
               + (f"; test accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""))
-    strategy_name = _strategy_name(strategy)
     return DistributedTrainResult(
         model=best, final_weights=final_weights, history=history.history,
-        epochs_run=list(history.epoch), output=output, checkpoint=checkpoint,
-        test_accuracy=test_accuracy, strategy=strategy_name,
-        num_replicas=strategy_obj.num_replicas_in_sync, global_batch_size=global_batch,
-        learning_rate=lr, is_chief=chief, seconds=seconds,
+        epochs_run=list(history.epoch), output=plan.output, checkpoint=checkpoint,
+        test_accuracy=test_accuracy, strategy=_strategy_name(config.strategy),
+        num_replicas=plan.strategy.num_replicas_in_sync,
+        global_batch_size=plan.global_batch_size, learning_rate=plan.learning_rate,
+        is_chief=plan.chief, seconds=seconds,
     )

@@ -51,7 +51,7 @@ def split_activation_planes(model):
         if layer.name not in targets:
             return None
         bits = targets[layer.name]
-        n = 2**bits - 1
+        n = klevels.max_level(bits)
         inputs = single_input(args)
         key = (id(inputs), bits, quantizer_key(layer.input_quantizer))
         if key not in shared_planes:

@@ -23,8 +23,10 @@ import sys
 from dataclasses import dataclass, field
 
 import kbnn
+from kbnn._io import commit_files, write_atomic
+from kbnn._validation import check_int
 from kbnn.apps.preprocessing import METHOD, PreprocessingConfig
-from kbnn.errors import ModelLoadError, UsageError
+from kbnn.errors import UsageError
 
 import numpy as np
 
@@ -103,13 +105,6 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
 def _card_value(card, *keys):
     """First present key of a zoo model card (a dict or an object), else None."""
     for key in keys:
@@ -121,16 +116,12 @@ def _card_value(card, *keys):
 
 def resolve_model(model_ref: str):
     """A zoo name (pretrained weights) or a .keras/.h5 path → (Keras model, name, description)."""
-    import tensorflow as tf
-
-    is_path = model_ref.endswith((".keras", ".h5", ".hdf5")) or os.sep in model_ref
+    is_path = (model_ref.endswith((".keras", ".h5", ".hdf5")) or os.sep in model_ref
+               or os.path.exists(model_ref))
     if is_path:
-        if not os.path.exists(model_ref):
-            raise FileNotFoundError(f"model file {model_ref!r} does not exist")
-        try:
-            model = tf.keras.models.load_model(model_ref, compile=False)
-        except Exception as err:  # Keras raises many types for unreadable files
-            raise ModelLoadError(f"cannot load {model_ref!r} as a Keras model: {err}") from err
+        from kbnn._loading import load_model
+
+        model = load_model(model_ref)
         name = os.path.splitext(os.path.basename(model_ref))[0]
         return model, name, f"{name} (from {os.path.basename(model_ref)})"
     from kbnn import zoo
@@ -189,29 +180,23 @@ def _evaluation_data(height: int, width: int, num_classes: int, samples: int,
     return x, labels[:n].astype(np.int64)
 
 
-def export_android(model, out_dir: str = DEFAULT_OUT, *, name: str | None = None,
-                   description: str | None = None, labels=None, samples: int = 1000,
-                   mean: float = 0.0, std: float = 1.0,
-                   config: PreprocessingConfig | None = None) -> AndroidExport:
-    """Convert `model` (Keras model, zoo name or .keras/.h5 path) and write the app's assets.
+@dataclass
+class AndroidAssets:
+    """The app's assets in memory (`build_android_assets`), before `write_android_assets`."""
 
-    `samples` real MNIST test images (shipped with kbnn) measure each flatbuffer's top-1
-    accuracy in LCE's interpreter, for 28×28×1 → 10-class models; 0 skips it. The app feeds
-    x = (v / 255 − mean) / std for field values v in 0..255 (kbnn's MNIST models: mean 0,
-    std 1); `config` overrides the whole preprocessing (field, digit box, threshold, scale).
-    """
-    from kbnn import converters
+    flatbuffers: dict[str, bytes]  # role ("binary", "float") -> flatbuffer
+    files: dict[str, str]  # role -> file name
+    labels: list[str]
+    spec: dict = field(repr=False)  # the model.json content
 
-    if isinstance(model, str):
-        model, default_name, default_description = resolve_model(model)
-    else:
-        default_name, default_description = model.name, model.name
-    name = name or default_name
+
+def _check_name(name) -> str:
     if not name or any(ch in name for ch in "/\\:") or name.startswith("."):
         raise UsageError(f"name {name!r} must be a plain file name stem (no '/', '\\', ':')")
-    if samples < 0:
-        raise UsageError(f"samples must be >= 0, got {samples}")
-    height, width, num_classes = _check_io(model)
+    return name
+
+
+def _preprocessing(config, height, width, mean, std) -> PreprocessingConfig:
     if config is None:
         try:  # the MNIST proportion: a 20 px digit box in a 28 px field
             config = PreprocessingConfig(field=(height, width), mean=mean, std=std,
@@ -221,52 +206,43 @@ def export_android(model, out_dir: str = DEFAULT_OUT, *, name: str | None = None
     if config.field != (height, width):
         raise UsageError(f"preprocessing field {config.field} differs from the model input "
                          f"{(height, width)}")
-    labels = _labels(labels, num_classes)
+    return config
 
-    conversion = converters.convert(model)
-    flatbuffers = {"binary": bytes(conversion.flatbuffer),
-                   "float": bytes(converters.float_twin_flatbuffer(model))}
-    files = {"binary": f"{name}.tflite", "float": f"{name}_float.tflite"}
 
-    import larq_compute_engine
+def _model_entry(role: str, flat: bytes, file: str, bits: dict, data) -> dict:
+    """model.json's entry for one flatbuffer: size, hash, ops, weight bits, measured top-1."""
+    ops = count_ops(flat)
+    entry = {
+        "role": role,
+        "file": file,
+        "bytes": len(flat),
+        "sha256": _sha256(flat),
+        "requires_lce": any(op.startswith("Lce") for op in ops),
+        "ops": ops,
+        "weight_bits": bits if role == "binary" else {"32": int(sum(bits.values()))},
+    }
+    if role == "float":
+        entry["note"] = TWIN_NOTE
+    if data is not None:
+        import larq_compute_engine
 
-    data = _evaluation_data(height, width, num_classes, samples, config)
-    probe = data[0][:8] if data is not None else np.random.default_rng(0).uniform(
-        0, 1, (4, height, width, 1)).astype(np.float32)
-    activation = "softmax" if _is_softmax(np.asarray(_interpreter(
-        flatbuffers["binary"]).predict(probe))) else "logits"
-
-    bits = weight_bits(model)
-    entries = []
-    for role in ("binary", "float"):
-        flat = flatbuffers[role]
-        ops = count_ops(flat)
-        entry = {
-            "role": role,
-            "file": files[role],
-            "bytes": len(flat),
-            "sha256": _sha256(flat),
-            "requires_lce": any(op.startswith("Lce") for op in ops),
-            "ops": ops,
-            "weight_bits": bits if role == "binary" else {"32": int(sum(bits.values()))},
+        top1, _ = evaluate_flatbuffer(flat, *data)
+        entry["accuracy"] = {
+            "top1": round(top1, 6),
+            "samples": int(len(data[1])),
+            "dataset": MNIST_DATASET,
+            "engine": ENGINE.format(version=getattr(larq_compute_engine, "__version__", "?")),
         }
-        if role == "float":
-            entry["note"] = TWIN_NOTE
-        if data is not None:
-            top1, _ = evaluate_flatbuffer(flat, *data)
-            entry["accuracy"] = {
-                "top1": round(top1, 6),
-                "samples": int(len(data[1])),
-                "dataset": MNIST_DATASET,
-                "engine": ENGINE.format(version=getattr(larq_compute_engine, "__version__", "?")),
-            }
-        entries.append(entry)
+    return entry
 
-    spec = {
+
+def _spec(name, description, shape, config, activation, labels, entries) -> dict:
+    height, width, num_classes = shape
+    return {
         "format": FORMAT,
         "version": VERSION,
         "name": name,
-        "description": description or default_description,
+        "description": description,
         "created_by": f"kbnn {kbnn.__version__} (kbnn export-android)",
         "input": {
             "shape": [1, height, width, 1],
@@ -281,20 +257,73 @@ def export_android(model, out_dir: str = DEFAULT_OUT, *, name: str | None = None
         "models": entries,
     }
 
+
+def build_android_assets(model, *, name: str | None = None, description: str | None = None,
+                         labels=None, samples: int = 1000, mean: float = 0.0, std: float = 1.0,
+                         config: PreprocessingConfig | None = None) -> AndroidAssets:
+    """Convert `model` (Keras model, zoo name or .keras/.h5 path) and build the app's assets.
+
+    `samples` real MNIST test images (shipped with kbnn) measure each flatbuffer's top-1
+    accuracy in LCE's interpreter, for 28×28×1 → 10-class models; 0 skips it. The app feeds
+    x = (v / 255 − mean) / std for field values v in 0..255 (kbnn's MNIST models: mean 0,
+    std 1); `config` overrides the whole preprocessing (field, digit box, threshold, scale).
+    """
+    from kbnn import converters  # lazy, like TensorFlow: `kbnn export-android --help` is instant
+
+    if isinstance(model, str):
+        model, default_name, default_description = resolve_model(model)
+    else:
+        default_name, default_description = model.name, model.name
+    name = _check_name(name or default_name)
+    check_int(samples, "samples", low=0)
+    height, width, num_classes = _check_io(model)
+    config = _preprocessing(config, height, width, mean, std)
+    labels = _labels(labels, num_classes)
+
+    flatbuffers = {"binary": bytes(converters.convert(model).flatbuffer),
+                   "float": bytes(converters.float_twin_flatbuffer(model))}
+    files = {"binary": f"{name}.tflite", "float": f"{name}_float.tflite"}
+    data = _evaluation_data(height, width, num_classes, samples, config)
+    probe = data[0][:8] if data is not None else np.random.default_rng(0).uniform(
+        0, 1, (4, height, width, 1)).astype(np.float32)
+    activation = "softmax" if _is_softmax(np.asarray(_interpreter(
+        flatbuffers["binary"]).predict(probe))) else "logits"
+    bits = weight_bits(model)
+    entries = [_model_entry(role, flatbuffers[role], files[role], bits, data)
+               for role in ("binary", "float")]
+    spec = _spec(name, description or default_description, (height, width, num_classes),
+                 config, activation, labels, entries)
+    return AndroidAssets(flatbuffers=flatbuffers, files=files, labels=labels, spec=spec)
+
+
+def write_android_assets(assets: AndroidAssets, out_dir: str = DEFAULT_OUT) -> AndroidExport:
+    """Write the assets into `out_dir` all-or-nothing (`kbnn._io.commit_files`), then remove the
+    flatbuffers an earlier export of another model left there."""
     os.makedirs(out_dir, exist_ok=True)
-    stale = _previous_files(out_dir) - set(files.values())
-    paths = {}
-    for role in ("binary", "float"):
-        paths[role] = os.path.join(out_dir, files[role])
-        _write_atomic(paths[role], flatbuffers[role])
-    _write_atomic(os.path.join(out_dir, LABELS_FILE), ("\n".join(labels) + "\n").encode("utf-8"))
-    text = json.dumps(spec, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    _write_atomic(os.path.join(out_dir, MODEL_JSON), text.encode("utf-8"))
-    for old in stale:  # files of an earlier export of another model into the same folder
-        os.remove(os.path.join(out_dir, old))
+    stale = _previous_files(out_dir) - set(assets.files.values())
+    paths = {role: os.path.join(out_dir, assets.files[role]) for role in ("binary", "float")}
     paths["labels"] = os.path.join(out_dir, LABELS_FILE)
     paths["model.json"] = os.path.join(out_dir, MODEL_JSON)
-    return AndroidExport(out_dir=out_dir, paths=paths, spec=spec)
+    text = json.dumps(assets.spec, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    commit_files({
+        paths["binary"]: assets.flatbuffers["binary"],
+        paths["float"]: assets.flatbuffers["float"],
+        paths["labels"]: "\n".join(assets.labels) + "\n",
+        paths["model.json"]: text,
+    })
+    for old in stale:  # files of an earlier export of another model into the same folder
+        os.remove(os.path.join(out_dir, old))
+    return AndroidExport(out_dir=out_dir, paths=paths, spec=assets.spec)
+
+
+def export_android(model, out_dir: str = DEFAULT_OUT, *, name: str | None = None,
+                   description: str | None = None, labels=None, samples: int = 1000,
+                   mean: float = 0.0, std: float = 1.0,
+                   config: PreprocessingConfig | None = None) -> AndroidExport:
+    """`build_android_assets(model, ...)` written into `out_dir` (`write_android_assets`)."""
+    assets = build_android_assets(model, name=name, description=description, labels=labels,
+                                  samples=samples, mean=mean, std=std, config=config)
+    return write_android_assets(assets, out_dir)
 
 
 def _previous_files(out_dir: str) -> set[str]:
@@ -428,7 +457,7 @@ def write_golden(directory: str) -> list[str]:
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, DECODING_GOLDEN)
     text = json.dumps(decoding_golden(), indent=1, allow_nan=False) + "\n"
-    _write_atomic(path, text.encode("utf-8"))
+    write_atomic(path, text)
     return [path, write_preprocessing_golden(directory)]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.data import mnist_sample, normalize_mnist
 
 import numpy as np

@@ -16,56 +16,18 @@ from __future__ import annotations
 
 import contextlib
 
+from kbnn import kernels
+
 import numpy as np
 import tensorflow as tf
 
-#: Attributes that hold a layer's main weight tensor, in the order they are looked up
-#: (Dense/Conv*/Quant*: kernel; DepthwiseConv2D: depthwise_kernel; Embedding: embeddings).
-KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "embeddings")
-
-
-def kernel_attribute(layer: tf.keras.layers.Layer) -> str | None:
-    """Name of the attribute holding `layer`'s main weight tensor, or None if it has none.
-
-    Separable convolutions (two kernels) are not handled and give None.
-    """
-    if isinstance(layer, tf.keras.layers.SeparableConv1D | tf.keras.layers.SeparableConv2D):
-        return None
-    for name in KERNEL_ATTRIBUTES:
-        if name in vars(layer):
-            return name
-    if not layer.built:  # before `build` the attribute does not exist yet
-        if isinstance(layer, tf.keras.layers.DepthwiseConv2D):
-            return "depthwise_kernel"
-        if isinstance(layer, tf.keras.layers.Embedding):
-            return "embeddings"
-        if isinstance(layer, tf.keras.layers.Dense | tf.keras.layers.Conv1D |
-                      tf.keras.layers.Conv2D | tf.keras.layers.Conv3D):
-            return "kernel"
-    return None
-
-
-def kernel_quantizer(layer: tf.keras.layers.Layer):
-    """The larq/kbnn quantizer applied to `layer`'s kernel on read, or None."""
-    attribute = kernel_attribute(layer)
-    if attribute == "kernel":
-        return getattr(layer, "kernel_quantizer", None)
-    if attribute == "depthwise_kernel":
-        return getattr(layer, "depthwise_quantizer", None)
-    return None
-
-
-def latent_variable(value):
-    """The trainable `tf.Variable` behind a kernel attribute (unwraps larq's QuantizedVariable)."""
-    return getattr(value, "latent_variable", value)
-
-
-def kernel_variable(layer: tf.keras.layers.Layer) -> tf.Variable:
-    """`layer`'s (latent) kernel variable; the layer must be built."""
-    attribute = kernel_attribute(layer)
-    if attribute is None or attribute not in vars(layer):
-        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) has no built kernel")
-    return latent_variable(getattr(layer, attribute))
+# Which attribute is a layer's kernel, its quantizer and its latent variable: one place,
+# `kbnn.kernels` (re-exported here for the compression modules).
+KERNEL_ATTRIBUTES = kernels.KERNEL_ATTRIBUTES
+kernel_attribute = kernels.kernel_attribute
+kernel_quantizer = kernels.kernel_quantizer
+latent_variable = kernels.latent_variable
+kernel_variable = kernels.kernel_variable
 
 
 def effective_kernel(layer: tf.keras.layers.Layer, latent: tf.Tensor) -> tf.Tensor:

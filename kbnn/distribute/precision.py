@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import contextlib
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-from kbnn.errors import UsageError
+from kbnn._validation import check_choice
+from kbnn.quantizers import StochasticSign
 
 import larq as lq
 import tensorflow as tf
@@ -40,26 +40,13 @@ __all__ = [
 POLICY_CHOICES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
-def _sign_quantizers() -> tuple[type, ...]:
-    types = [lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign,
-             lq.quantizers.SteHeaviside, lq.quantizers.NoOp]
-    try:
-        from kbnn.quantizers import StochasticSign
-
-        types.append(StochasticSign)
-    except ImportError:  # pragma: no cover - kbnn.quantizers always has it once complete
-        pass
-    return tuple(types)
-
-
 #: Kernel quantizers whose forward pass is a pure sign / identity: exact in 16 bits.
-SIGN_QUANTIZERS = _sign_quantizers()
+SIGN_QUANTIZERS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign,
+                   lq.quantizers.SteHeaviside, lq.quantizers.NoOp, StochasticSign)
 
 
 def check_policy(policy: str) -> str:
-    if policy not in POLICY_CHOICES:
-        raise UsageError(f"mixed precision policy must be one of {POLICY_CHOICES}, got {policy!r}")
-    return policy
+    return check_choice(policy, "mixed precision policy", POLICY_CHOICES)
 
 
 def float32_reason(layer: tf.keras.layers.Layer, *, is_output: bool = False) -> str | None:

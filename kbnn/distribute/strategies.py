@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.errors import KbnnError, UsageError
 
 import tensorflow as tf

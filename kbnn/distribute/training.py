@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 
+from kbnn._validation import check_choice, check_positive_int, check_positive_number
 from kbnn.errors import UsageError
 from kbnn.normalization import ShiftBatchNormalization
 
@@ -33,14 +34,10 @@ def scale_learning_rate(learning_rate: float, *, global_batch_size: int,
       Adam);
     - `"none"`: `lr`.
     """
-    if rule not in LR_SCALING_CHOICES:
-        raise UsageError(f"lr_scaling must be one of {LR_SCALING_CHOICES}, got {rule!r}")
-    for arg, value in (("global_batch_size", global_batch_size),
-                       ("reference_batch_size", reference_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UsageError(f"{arg} must be a positive integer, got {value!r}")
-    if not (isinstance(learning_rate, int | float) and learning_rate > 0):
-        raise UsageError(f"learning_rate must be > 0, got {learning_rate!r}")
+    check_choice(rule, "lr_scaling", LR_SCALING_CHOICES)
+    check_positive_int(global_batch_size, "global_batch_size")
+    check_positive_int(reference_batch_size, "reference_batch_size")
+    check_positive_number(learning_rate, "learning_rate")
     k = global_batch_size / reference_batch_size
     return float(learning_rate) * {"linear": k, "sqrt": math.sqrt(k), "none": 1.0}[rule]
 
