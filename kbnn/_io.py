@@ -2,10 +2,11 @@
 
 Every file kbnn writes goes through here, so that a final path is either the complete new
 file or untouched: the data goes to a uniquely named hidden temporary file in the target
-folder (`.NAME.XXXX.tmp.SUFFIX`), is fsync'ed, given the mode the umask allows (plain
+folder (`.NAME.PID.XXXX.tmp.SUFFIX`), is fsync'ed, given the mode the umask allows (plain
 `mkstemp` files are 0600), and renamed over the target. Temporaries are removed on any
 error, and `remove_temporaries()` (called by the CLI's SIGINT handler) removes the ones
-still in flight. `commit_files` extends this to several files: all are written first and
+still in flight; temporaries of a process killed outright (`kill -9`) are swept by the
+next write to the same path (their names carry the writer's pid). `commit_files` extends this to several files: all are written first and
 renamed only when every one succeeded.
 
 `check_output` validates an output path before any slow work: the folder exists and is
@@ -15,6 +16,7 @@ writable, the path is not a folder, and it is not one of the inputs (resolved pa
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import pathlib
 import tempfile
@@ -66,9 +68,10 @@ def _new_temporary(path: pathlib.Path) -> str:
     folder = _folder(path)
     if not folder.is_dir():
         raise UsageError(f"cannot write {str(path)!r}: folder {str(folder)!r} does not exist")
+    _sweep_stale(path)
     try:
         fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=folder
+            prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}", dir=folder
         )
     except PermissionError as err:
         raise UsageError(f"cannot write {str(path)!r}: folder {str(folder)!r} is not "
@@ -76,6 +79,27 @@ def _new_temporary(path: pathlib.Path) -> str:
     os.close(fd)
     _PENDING.add(name)
     return name
+
+
+def _sweep_stale(path: pathlib.Path) -> None:
+    """Remove temporaries of `path` left by a process that no longer runs (`kill -9`, power
+    loss): their names carry the writer's pid."""
+    prefix = f".{path.name}."
+    for candidate in _folder(path).glob(f"{glob.escape(prefix)}*.tmp*"):
+        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                candidate.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _discard(name: str) -> None:
