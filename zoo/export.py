@@ -9,9 +9,12 @@ from the run's CSV log when it has them.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import io
 import json
 import pathlib
 
+from kbnn._io import check_output, commit_files
 from kbnn.errors import UsageError
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
@@ -34,18 +37,24 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
     weight_files.load_weights_file(model, checkpoint)
 
     weights_dir = pathlib.Path(weights_dir) if weights_dir else cards.package_dir("weights")
+    cards_dir = pathlib.Path(cards_dir) if cards_dir else cards.package_dir("cards")
     path = weights_dir / f"{name}.npz"
-    sha256 = weight_files.save_compact(model, path)
+    for folder in (weights_dir, cards_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+    check_output(path, inputs=[checkpoint], flag="weights")  # before the slow evaluation
+    check_output(cards.card_path({"name": name}, cards_dir), inputs=[checkpoint], flag="card")
+    blob = weight_files.compact_bytes(model)  # written together with the card, at the end
+    sha256 = hashlib.sha256(blob).hexdigest()
 
     fresh = get(name, compile=False)
-    weight_files.load_compact(fresh, path, sha256=sha256)
+    weight_files.load_compact(fresh, io.BytesIO(blob))
     accuracy = evaluate_mnist(fresh)
 
     card = {
         "name": name,
         "weights_file": path.name,
         "sha256": sha256,
-        "size_bytes": path.stat().st_size,
+        "size_bytes": len(blob),
         "measured_accuracy": round(accuracy, 4),
         "evaluated_on": "MNIST test split, all 10,000 images (tfds mnist 3.0.1)",
         "training_command": " ".join(training_command.split()),
@@ -63,7 +72,7 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
     if flips:
         card["flip_ratio_last_epoch"] = flips
     card.update(analysis_fields(fresh))
-    cards.write_card(card, cards_dir)
+    commit_files({path: blob, cards.card_path(card, cards_dir): cards.card_text(card)})
     return card
 
 

@@ -42,6 +42,9 @@ def run(args) -> int:
             f"default --out {DEFAULT_OUT!r} is relative to the kbnn repository root and "
             f"{os.path.dirname(DEFAULT_OUT)!r} is not here; run from the repo root or pass --out"
         )
+    from kbnn._io import check_output_dir
+
+    check_output_dir(args.out, flag="--out")
     labels = None if args.labels is None else [label.strip() for label in args.labels.split(",")]
     model, name, description = resolve_model(args.model)
     result = export_android(model, args.out, name=args.name or name, description=description,

@@ -27,6 +27,9 @@ def run(args) -> int:
 
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    from kbnn._io import check_output
+
+    check_output(args.output)  # before the slow run
     result = run_quickstart(
         args.output,
         num_threads=args.threads,

@@ -88,8 +88,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from kbnn._io import check_output_dir
     from kbnn.zoo.training import train
 
+    for flag, folder in (("--output", args.output), ("--backup-dir", args.backup_dir)):
+        if folder is not None:
+            check_output_dir(folder, flag=flag)
     result = train(
         args.name,
         strategy=args.strategy,
