@@ -39,8 +39,8 @@ def benchmark(
             standard-normal inputs of the model's input shapes. Larger batches use sample 0.
         num_threads: interpreter threads.
         runs, warmup: timed and untimed invocations.
-        runtime: "lce" (LCE's interpreter, LCE ops and builtins), "tflite"
-            (LiteRT, `kbnn.converters.interpreters`, with its default delegates) or "auto" (LCE when the
+        runtime: "lce" (LCE's interpreter, LCE ops and builtins), "tflite" (LiteRT through
+            `kbnn.converters.interpreters`, default delegates) or "auto" (LCE when the
             flatbuffer has LCE ops, else TFLite).
         options: LCE interpreter options overriding `KERNEL_OPTIONS`
             (use_indirect_bgemm, use_reference_bconv, use_xnnpack).

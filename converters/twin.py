@@ -6,6 +6,8 @@ pointwise quantizers of larq/kbnn layers, quantizer layers (`kbnn.layers.Sign`,
 float32 weights; shift-based BN is replaced by its inference affine map as a BatchNormalization.
 It is converted with TensorFlow's own `tf.lite.TFLiteConverter` with default settings
 (float32, no quantization, no LCE): what the architecture costs as an ordinary float network.
+Its flatbuffer runs on LiteRT through `kbnn.converters.interpreters` (`float_interpreter`,
+`run_float`), never on LCE's interpreter.
 """
 
 from __future__ import annotations
