@@ -61,7 +61,7 @@ class IntegerLayer:
     thresholds: np.ndarray | None  # int64 (cout, levels) for sign/planes
     mult: np.ndarray | None  # int64 (cout,) for i8/scores
     bias: np.ndarray | None
-    shift: int  # i8 output: S
+    shift: int  # i8 output: S; scores: m (scores ≈ 2^m·z)
     real_scale: np.ndarray  # float64 a_c (after folding), for docs and margins
     real_offset: np.ndarray  # float64 b_c
 
@@ -340,8 +340,8 @@ def _input_format(index: int, layer, kind: str, bits: int, previous: _Folded | N
 def _output(folded: _Folded, next_kind: tuple[str, int] | None, layer, bound):
     """(format, planes, thresholds, mult, bias, shift, sign flip per channel)."""
     if next_kind is None:
-        mult, bias, _ = _scores(folded.a, folded.b, bound)
-        return "scores", 0, None, mult, bias, 0, np.ones_like(folded.a)
+        mult, bias, exponent = _scores(folded.a, folded.b, bound)
+        return "scores", 0, None, mult, bias, exponent, np.ones_like(folded.a)
     if folded.softmax:
         raise ExportError(f"layer {layer.name!r}: softmax is only supported at the output")
     flip = np.where(folded.a < 0, -1.0, 1.0)
