@@ -17,9 +17,11 @@ naming the user's file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
+import tempfile
 import warnings
 import zipfile
 
@@ -203,8 +205,9 @@ def load_model(path, *, safe_mode: bool | None = None, what: str = "model file")
     kbnn's custom objects are registered before loading, so no `custom_objects` are needed.
     With `safe_mode=False` nothing is checked (a warning says what that means).
     """
-    import kbnn.layers  # noqa: F401  (registers kbnn/larq objects)
-    import kbnn.optimizers  # noqa: F401
+    import kbnn
+
+    kbnn.register_keras_objects()  # every kbnn object (the `kbnn` command defers this)
 
     import tensorflow as tf
 
@@ -221,10 +224,23 @@ def load_model(path, *, safe_mode: bool | None = None, what: str = "model file")
         warnings.warn(UNSAFE_WARNING.format(path=str(path)), stacklevel=2)
     options = {"safe_mode": safe_mode} if kind == "keras" else {}
     try:
-        return tf.keras.models.load_model(os.fspath(file), compile=False, **options)
+        with _keras_suffix(file, kind) as name:
+            return tf.keras.models.load_model(name, compile=False, **options)
     except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
             zipfile.BadZipFile, EOFError, RuntimeError) as err:
         raise ModelLoadError(f"cannot load {shown}: {_short(err)}") from err
+
+
+@contextlib.contextmanager
+def _keras_suffix(file: pathlib.Path, kind: str):
+    """A name Keras reads as the detected format: it takes zip `.keras` only by that suffix."""
+    if kind != "keras" or file.suffix.lower() == ".keras":
+        yield os.fspath(file)
+        return
+    with tempfile.TemporaryDirectory(prefix="kbnn-load-") as folder:
+        alias = pathlib.Path(folder) / "model.keras"
+        alias.symlink_to(file.resolve())
+        yield os.fspath(alias)
 
 
 def _short(err: BaseException, limit: int = 300) -> str:

@@ -48,10 +48,14 @@ def test_quantized_kernel_and_levels_against_numpy():
 
 
 def test_reading_a_kernel_leaves_the_flip_ratio_metric_alone():
-    with lq.context.metrics_scope(["flip_ratio"]):
-        layer = _built(lq.layers.QuantDense(3, kernel_quantizer="ste_sign"), (4,))
+    from kbnn.analysis import enable_flip_ratio
+
+    model = tf.keras.Sequential([tf.keras.Input((4,)),
+                                 lq.layers.QuantDense(3, kernel_quantizer="ste_sign", name="q")])
+    enable_flip_ratio(model)
+    layer = model.get_layer("q")
     metric = layer.kernel_quantizer.flip_ratio
-    layer(tf.ones((1, 4)))  # one real call: the metric holds a state now
+    model(tf.ones((1, 4)))  # one real call: the metric holds a state now
     before = [v.numpy().copy() for v in metric.variables]
     kernels.quantized_kernel(layer)
     kernels.integer_levels(layer)

@@ -14,7 +14,7 @@ as the units form no cycle):
     3  kernels, models, analysis, plotting, data, imagenet, distribute, compression, resources
     2  activations, initializers, layers, normalization, optimizers
     1  math, quantizers
-    0  _keras2, errors, _io, _validation, _registry, _loading
+    0  _keras2, _version, errors, _io, _validation, _registry, _loading
 `import kbnn` / `from kbnn import <submodule>` resolve to the submodule; the package `kbnn`
 itself is not a dependency (Python runs `kbnn/__init__` before any `kbnn.X` anyway).
 """
@@ -28,7 +28,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = {"kbnn": ROOT / "kbnn", "kbnn.zoo": ROOT / "zoo", "kbnn.converters": ROOT / "converters"}
 
 FLOORS = {
-    0: ("_keras2", "errors", "_io", "_validation", "_registry", "_loading"),
+    0: ("_keras2", "_version", "errors", "_io", "_validation", "_registry", "_loading"),
     1: ("math", "quantizers"),
     2: ("activations", "initializers", "layers", "normalization", "optimizers"),
     3: ("kernels", "models", "analysis", "plotting", "data", "imagenet", "distribute",
@@ -199,3 +199,37 @@ def test_import_kbnn_loads_no_upper_floor(run_fresh_python, tmp_path):
     lines = run_fresh_python(script, timeout=120).splitlines()
     assert "LOADED []" in lines, lines[-5:]
     assert "CORE True True" in lines, lines[-5:]  # the probe sees modules that are loaded
+
+
+def test_the_kbnn_command_loader_registers_the_core_objects(run_fresh_python, tmp_path):
+    """The `kbnn` command defers registration to `kbnn._loading.load_model`; a model with the
+    activations and initializer that moved out of the zoo (HardTanh, LearnedShift,
+    BlurInitializer) still loads there, with the same outputs."""
+    import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+    from kbnn import activations, initializers
+
+    import numpy as np
+    import tensorflow as tf
+
+    model = tf.keras.Sequential([
+        tf.keras.Input((5, 5, 2)),
+        activations.LearnedShift(name="shift"),
+        activations.HardTanh(name="htanh"),
+        tf.keras.layers.DepthwiseConv2D(3, depthwise_initializer=initializers.BlurInitializer()),
+    ])
+    model.get_layer("shift").bias.assign([0.5, -2.0])
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 2)).astype(np.float32)
+    np.save(tmp_path / "y.npy", model.predict(x, verbose=0))
+    np.save(tmp_path / "x.npy", x)
+    model.save(tmp_path / "m.keras")
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys\nsys.argv[0] = 'kbnn'\nimport kbnn\n"
+        "print('DEFERRED', 'kbnn.activations' not in sys.modules)\n"
+        "import numpy as np\nfrom kbnn._loading import load_model\n"
+        f"m = load_model({str(tmp_path / 'm.keras')!r})\n"
+        f"y = m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0)\n"
+        f"print('SAME', bool(np.array_equal(y, np.load({str(tmp_path / 'y.npy')!r}))))\n"
+    )
+    lines = run_fresh_python(script, timeout=120).splitlines()
+    assert "DEFERRED True" in lines and "SAME True" in lines, lines[-5:]
