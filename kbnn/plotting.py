@@ -35,7 +35,7 @@ def save_figure(fig: Figure, path, *, dpi: int = 100) -> Path:
     fmt = path.suffix.lstrip(".").lower()
     supported = FigureCanvasAgg(fig).get_supported_filetypes()
     if fmt not in supported:
-        raise ValueError(
+        raise UsageError(
             f"path {str(path)!r}: unsupported image format {fmt!r}; use one of "
             f"{', '.join(sorted(supported))}"
         )
@@ -147,7 +147,7 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
                          for row in rows] for key in (rows[0] if rows else {})}
         history.pop("epoch", None)
     else:
-        raise ValueError(
+        raise UsageError(
             "history_or_csv must be a keras History, a dict of metric lists or a CSV path "
             f"(tf.keras.callbacks.CSVLogger), got {type(history_or_csv).__name__}"
         )

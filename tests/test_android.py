@@ -220,7 +220,7 @@ def _model(input_shape, outputs=10):
     (lambda: _model((28, 28, 1)), {"labels": ["a", "b"]}, "labels: 2 given, the model has 10 outputs"),
     (lambda: _model((28, 28, 1)), {"name": "../evil"}, "must be a plain file name stem"),
     (lambda: _model((28, 28, 1)), {"samples": -1}, "samples: expected an integer >= 0"),
-    (lambda: _model((28, 28, 1)), {"std": 0.0}, "std must be a positive finite number"),
+    (lambda: _model((28, 28, 1)), {"std": 0.0}, "std: expected a finite number > 0"),
 ])
 def test_rejects_what_the_app_cannot_use(tmp_path, model, kwargs, message):
     with pytest.raises(UsageError, match=message):

@@ -142,12 +142,12 @@ def test_config_from_model_json():
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"digit_box": 29}, "digit_box must be in 1..28"),
-    ({"ink_threshold": 255}, "ink_threshold must be in 0..254"),
-    ({"std": 0.0}, "std must be a positive finite number"),
-    ({"scale": float("inf")}, "scale must be a positive finite number"),
-    ({"mean": float("nan")}, "mean must be finite"),
-    ({"field": (0, 28)}, "field must be positive"),
+    ({"digit_box": 29}, "digit_box: expected an integer in 1..28, got 29"),
+    ({"ink_threshold": 255}, "ink_threshold: expected an integer in 0..254, got 255"),
+    ({"std": 0.0}, "std: expected a finite number > 0, got 0.0"),
+    ({"scale": float("inf")}, "scale: expected a finite number > 0, got inf"),
+    ({"mean": float("nan")}, "mean: expected a finite number, got nan"),
+    ({"field": (0, 28)}, r"field: expected a positive \(height, width\), got \(0, 28\)"),
 ])
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):

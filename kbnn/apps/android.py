@@ -197,12 +197,10 @@ def _check_name(name) -> str:
 
 
 def _preprocessing(config, height, width, mean, std) -> PreprocessingConfig:
-    if config is None:
-        try:  # the MNIST proportion: a 20 px digit box in a 28 px field
-            config = PreprocessingConfig(field=(height, width), mean=mean, std=std,
-                                         digit_box=max(1, round(min(height, width) * 20 / 28)))
-        except ValueError as err:
-            raise UsageError(str(err)) from err
+    if config is None:  # the MNIST proportion: a 20 px digit box in a 28 px field (UsageError
+        # from its checks, like every argument check)
+        config = PreprocessingConfig(field=(height, width), mean=mean, std=std,
+                                     digit_box=max(1, round(min(height, width) * 20 / 28)))
     if config.field != (height, width):
         raise UsageError(f"preprocessing field {config.field} differs from the model input "
                          f"{(height, width)}")

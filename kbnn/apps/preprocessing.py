@@ -44,6 +44,8 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from kbnn._validation import check_int, check_positive_number, fail
+
 import numpy as np
 
 GOLDEN_MAGIC = b"KBNNPP01"
@@ -69,19 +71,13 @@ class PreprocessingConfig:
     def __post_init__(self):
         height, width = self.field
         if min(height, width) < 1:
-            raise ValueError(f"field must be positive (height, width), got {self.field}")
-        if not 1 <= self.digit_box <= min(height, width):
-            raise ValueError(
-                f"digit_box must be in 1..{min(height, width)} (the field), got {self.digit_box}"
-            )
-        if not 0 <= self.ink_threshold <= 254:
-            raise ValueError(f"ink_threshold must be in 0..254, got {self.ink_threshold}")
-        for name in ("scale", "std"):
-            value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive finite number, got {value}")
+            raise fail("field", "a positive (height, width)", self.field)
+        check_int(self.digit_box, "digit_box", low=1, high=min(height, width))
+        check_int(self.ink_threshold, "ink_threshold", low=0, high=254)
+        check_positive_number(self.scale, "scale")
+        check_positive_number(self.std, "std")
         if not np.isfinite(self.mean):
-            raise ValueError(f"mean must be finite, got {self.mean}")
+            raise fail("mean", "a finite number", self.mean)
 
     @classmethod
     def from_model_json(cls, spec: dict) -> PreprocessingConfig:
