@@ -8,6 +8,7 @@ from the run's CSV log when it has them.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import hashlib
 import io
@@ -15,18 +16,20 @@ import json
 import pathlib
 
 from kbnn._io import check_output, commit_files
+from kbnn.analysis import unique_kernels
 from kbnn.errors import UsageError
+from kbnn.models import summary
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
+from kbnn.zoo.api import get
+from kbnn.zoo.evaluation import evaluate_mnist
+from kbnn.zoo.training import CSV_NAME, RUN_INFO_NAME
 
 
 def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=None,
                    cards_dir=None, trained_on: str = "CPU") -> dict:
     """Export `checkpoint` (a `.keras` file from `kbnn train name`) as the zoo's weights for
     `name`; returns the model card written."""
-    from kbnn.zoo.api import get
-    from kbnn.zoo.evaluation import evaluate_mnist
-
     entry = registry.spec(name)
     if entry.dataset != "mnist":
         raise UsageError(f"only MNIST models are exported with measured accuracy, not {name!r}")
@@ -61,7 +64,6 @@ def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=
         "trained_on": trained_on,
         "date": datetime.date.today().isoformat(),
     }
-    from kbnn.zoo.training import CSV_NAME, RUN_INFO_NAME
 
     run_info = checkpoint.parent / RUN_INFO_NAME
     if run_info.is_file():
@@ -80,8 +82,6 @@ def analysis_fields(model) -> dict:
     """What the card says about the model's cost: `kbnn.models.summary` (bit-packed memory,
     binary ops / MACs, 45 nm energy, ratios to the float32 twin) and, for binary and ternary
     convolutions, `kbnn.analysis.unique_kernels` on the trained weights."""
-    from kbnn.analysis import unique_kernels
-    from kbnn.models import summary
 
     fields = {"summary": summary(model, print_fn=None).as_dict()}
     kernels = unique_kernels(model, max_bits=2)
@@ -93,7 +93,6 @@ def analysis_fields(model) -> dict:
 def final_flip_ratios(csv_path) -> dict[str, float]:
     """`flip_ratio/<layer>` of the last epoch in a `kbnn train` CSV log ({} when not logged):
     the mean fraction of each quantized kernel that changed level per step."""
-    import csv
 
     csv_path = pathlib.Path(csv_path)
     if not csv_path.is_file():
