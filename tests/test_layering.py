@@ -233,3 +233,61 @@ def test_the_kbnn_command_loader_registers_the_core_objects(run_fresh_python, tm
     )
     lines = run_fresh_python(script, timeout=120).splitlines()
     assert "DEFERRED True" in lines and "SAME True" in lines, lines[-5:]
+
+
+def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of units that import each other in a cycle (Tarjan), largest first."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(node):
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(groups, key=len, reverse=True)
+
+
+def report() -> str:
+    """The layering figures of this tree (`python tests/test_layering.py`)."""
+    hidden = 0
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = {line for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+               for line in range(node.lineno, node.end_lineno + 1)}
+        hidden += sum(1 for line, _ in _imports(module, path) if line not in top)
+    upward = [edge for edge in EDGES if floor(edge[2]) > floor(edge[0])]
+    cycles = _strongly_connected(_unit_graph())
+    lines = [f"modules: {len(MODULES)}; imports of kbnn modules: {len(EDGES)}, "
+             f"{hidden} inside functions ({hidden / max(1, len(EDGES)):.0%})",
+             f"upward imports: {len(upward)}",
+             *(f"  {m}:{line} -> {t}" for m, line, t in upward),
+             f"groups of units in an import cycle: {len(cycles)}",
+             *(f"  {' <-> '.join(group)}" for group in cycles)]
+    for level in sorted(FLOORS, reverse=True):
+        members = sorted({unit(m) for m in MODULES if m != "kbnn" and floor(m) == level})
+        lines.append(f"floor {level}: {', '.join(members)}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report())
