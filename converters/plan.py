@@ -253,8 +253,34 @@ def plan_layer(layer) -> Lowering | None:
     if getattr(layer, "xnor_input_scaling", False) and (planes > 1 or encoding.kind != "sign"):
         return fallback("XNOR input scaling is only lowered for binary weights and ±1 inputs")
     activation_bits = encoding.bits if encoding.kind == "unsigned" else 1
+    if encoding.kind == "unsigned" and not _planes_pay_off(layer, activation_bits):
+        return fallback(
+            f"{activation_bits}-bit inputs on {_input_channels(layer)} channel(s): a float "
+            "convolution costs fewer ARM instructions than bit planes"
+        )
     action = "bconv" if planes == 1 and encoding.kind == "sign" else "planes"
     return Lowering(action, planes, activation_bits, bits, "")
+
+
+#: aarch64 instructions per 32-bit word-MAC of LceBconv2d ÷ per float MAC of CONV_2D, measured on
+#: binarynet_mnist with `kbnn bench --target arm64 --per-op` (LCE optimized BGEMM: 373,410 for
+#: 313,600 word-MACs; ruy float CONV_2D: 469,213 for 627,200 MACs). docs/arm64.md.
+BCONV_WORD_COST = 1.6
+
+
+def _input_channels(layer) -> int:
+    return int(layer.input_shape[-1])
+
+
+def _planes_pay_off(layer, bits: int) -> bool:
+    """k bit planes cost k·⌈C/32⌉ binary word-MACs per tap and output, a float convolution on
+    the dequantized k-bit input C float MACs: on few channels (a 1-channel image) the float
+    convolution is the cheaper, and exact, lowering."""
+    try:
+        channels = _input_channels(layer)
+    except (AttributeError, TypeError):  # input shape unknown: keep the binary lowering
+        return True
+    return BCONV_WORD_COST * bits * -(-channels // 32) < channels
 
 
 def _dense_input_unknown(layer) -> bool:

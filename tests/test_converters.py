@@ -88,6 +88,11 @@ def test_binary_conv_and_dense_with_float_first_layer():
     assert report["conv2"].fused == ["bn2"] and report["bn1"].fused_into == "first"
     assert "LceBMaxPool2d" in conversion.ops  # BN moved before the pool, sign before max
     assert "float fallback: first" in str(report)
+    # Flatten + dense1 became one VALID conv on the image: both pools are binary and the
+    # activations stay bit-packed between the binary layers (no float leftovers).
+    assert conversion.ops["LceBMaxPool2d"] == 2
+    for leftover in ("MAX_POOL_2D", "LceDequantize"):
+        assert leftover not in conversion.ops, conversion.report
 
 
 def test_plain_larq_sequential_model():
@@ -315,7 +320,7 @@ def test_verify_detects_a_different_model_and_bad_inputs(tmp_path):
         converters.verify(model, conversion.flatbuffer, np.zeros((2, 9), np.float32))
     path = conversion.save(tmp_path / "model.tflite")
     assert path.read_bytes() == conversion.flatbuffer
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises((FileNotFoundError, ValueError), match="missing"):  # kbnn._io: UsageError
         conversion.save(tmp_path / "missing" / "model.tflite")
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]  # no temporary files left
 

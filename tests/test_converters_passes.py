@@ -8,6 +8,7 @@ from kbnn.converters import passes
 from kbnn.converters.errors import ConversionError
 from kbnn.converters.graph import origin, rebuild
 from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
+from kbnn.converters.plan import plan_layer
 from kbnn.normalization import ShiftBatchNormalization
 
 import larq as lq
@@ -148,7 +149,9 @@ def test_dense_to_conv(sequential):
     types = _types(rewritten)
     assert "QuantDense" not in types and "BinaryDense" not in types
     convs = [layer for layer in rewritten.layers if isinstance(layer, lq.layers.QuantConv2D)]
-    assert [c.kernel_size for c in convs] == [(1, 1), (1, 1)]
+    # Flatten + dense on the (4, 4, 2) image: one 4×4 VALID conv on the image itself.
+    assert [c.kernel_size for c in convs] == [(4, 4), (1, 1)]
+    assert convs[0].padding == "valid" and "Flatten" not in _types(rewritten)
     assert {origin(c.name) for c in convs} == {"d1", "d2"}
     _same_outputs(model, rewritten, (4, 4, 2), atol=1e-5)
 
@@ -168,7 +171,7 @@ def test_dense_to_conv_on_sequence_inputs_and_float_dense_untouched():
 
 @pytest.mark.parametrize(("bit_w", "bit_a"), [(1, 1), (2, 2), (4, 2)])
 def test_split_activation_planes_exact_with_borders(bit_w, bit_a):
-    inputs = tf.keras.Input((5, 5, 3))
+    inputs = tf.keras.Input((5, 5, 8))  # enough channels for planes to pay off on ARM
     x = kl.DorefaConv2D(4, 3, padding="same", bit_w=bit_w, bit_a=bit_a, use_bias=True, name="c")(
         inputs
     )
@@ -177,17 +180,33 @@ def test_split_activation_planes_exact_with_borders(bit_w, bit_a):
     assert _types(split)[1:] == ["ActivationBitPlanes", "QuantConv2D", "CombineBitPlanes"]
     conv = split.layers[2]
     assert conv.pad_values == 1.0 and lq.quantizers.serialize(conv.input_quantizer)
-    _same_outputs(model, split, (5, 5, 3), atol=1e-5, low=-0.3, high=1.3)
+    _same_outputs(model, split, (5, 5, 8), atol=1e-5, low=-0.3, high=1.3)
 
 
 def test_split_activation_planes_shares_the_planes_of_one_input():
-    inputs = tf.keras.Input((4, 4, 3))
+    inputs = tf.keras.Input((4, 4, 8))
     a = kl.DorefaConv2D(2, 3, bit_w=1, bit_a=2, name="a")(inputs)
     b = kl.DorefaConv2D(2, 3, bit_w=1, bit_a=2, name="b")(inputs)
     model = _randomize(tf.keras.Model(inputs, tf.keras.layers.Add()([a, b])))
     split = passes.split_activation_planes(model)
     assert _types(split).count("ActivationBitPlanes") == 1
-    _same_outputs(model, split, (4, 4, 3), atol=1e-5, low=0, high=1)
+    _same_outputs(model, split, (4, 4, 8), atol=1e-5, low=0, high=1)
+
+
+@pytest.mark.parametrize(("channels", "planes"), [(1, False), (3, False), (8, True), (64, True)])
+def test_k_bit_inputs_on_few_channels_stay_a_float_convolution(channels, planes):
+    """3-bit planes cost 3·⌈C/32⌉ binary word-MACs against C float MACs (ARM-measured ratio
+    1.6): a 1- or 3-channel image keeps an exact float convolution of its dequantized input."""
+    inputs = tf.keras.Input((6, 6, channels))
+    x = kl.DorefaConv2D(4, 3, padding="same", bit_w=1, bit_a=3, name="c")(inputs)
+    model = _randomize(tf.keras.Model(inputs, x))
+    lowered = passes.lower(model)
+    assert ("ActivationBitPlanes" in _types(lowered)) is planes
+    if not planes:
+        conv = lowered.get_layer("c")
+        assert conv.kernel_quantizer is None and conv.input_quantizer is not None
+        assert "float convolution costs fewer ARM" in plan_layer(model.get_layer("c")).reason
+    _same_outputs(model, lowered, (6, 6, channels), atol=1e-5, low=-0.2, high=1.2)
 
 
 # ------------------------------------------------------------------------------ 5. weight planes
