@@ -13,7 +13,7 @@ import os
 from importlib import resources
 
 from kbnn._validation import fail
-from kbnn.errors import KbnnError, UsageError
+from kbnn.errors import KbnnError
 
 import numpy as np
 
@@ -151,7 +151,7 @@ def shard_policy(name: str):
              "off": policies.OFF}
     key = name.strip().lower() if isinstance(name, str) else None
     if key not in table:
-        raise UsageError(f"shard policy must be one of {SHARD_POLICIES}, got {name!r}")
+        raise fail("shard policy", f"one of {SHARD_POLICIES}", name)
     return table[key]
 
 
@@ -160,7 +160,7 @@ def with_shard_policy(dataset, policy: str):
     import tensorflow as tf
 
     if not isinstance(dataset, tf.data.Dataset):
-        raise UsageError(f"dataset must be a tf.data.Dataset, got {type(dataset).__name__}")
+        raise fail("dataset", "a tf.data.Dataset", type(dataset).__name__)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = shard_policy(policy)
     return dataset.with_options(options)

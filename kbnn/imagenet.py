@@ -24,8 +24,8 @@ import math
 import os
 import pathlib
 
+from kbnn._validation import check_int, check_positive_int
 from kbnn.data import DatasetNotFoundError, DataSplits, with_shard_policy
-from kbnn.errors import UsageError
 
 import tensorflow as tf
 
@@ -153,10 +153,8 @@ def pipeline(examples: tf.data.Dataset, *, batch_size: int, training: bool, imag
     prefetched. `cache=True` caches the *encoded* examples in memory (the 6.4 GB validation set
     fits a worker's RAM; the 140 GB training set does not).
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UsageError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise UsageError(f"image_size must be an integer >= 8, got {image_size!r}")
+    check_positive_int(batch_size, "batch_size")
+    check_int(image_size, "image_size", low=8)
     repeat = training if repeat is None else repeat
     if cache:
         examples = examples.cache()

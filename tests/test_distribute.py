@@ -40,7 +40,7 @@ def test_mirrored_is_one_instance_per_device_set():
 
 @pytest.mark.parametrize("name", ["parameter_server", "", None, 3])
 def test_unknown_strategy_names_the_choices(name):
-    with pytest.raises(UsageError, match="strategy must be one of"):
+    with pytest.raises(UsageError, match="strategy: expected one of"):
         kd.get_strategy(name)
 
 

@@ -24,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 
+from kbnn._validation import check_positive_int, check_positive_number
 from kbnn.distribute.strategies import tf_config
 from kbnn.errors import UsageError
 
@@ -76,12 +77,10 @@ def run(argv: Sequence[str], num_workers: int, *, timeout: float, log_dir=None, 
     With `stop_on_failure` the remaining workers are killed as soon as one exits non-zero.
     Workers still running at the deadline are killed (`stopped=True`, `returncode=None`).
     """
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise UsageError(f"num_workers must be a positive integer, got {num_workers!r}")
+    check_positive_int(num_workers, "num_workers")
     if not argv:
         raise UsageError("argv must name the command each worker runs")
-    if not timeout > 0:
-        raise UsageError(f"timeout must be > 0 seconds, got {timeout!r}")
+    check_positive_number(timeout, "timeout (seconds)")
     log_dir = pathlib.Path(log_dir or tempfile.mkdtemp(prefix="kbnn-cluster-"))
     log_dir.mkdir(parents=True, exist_ok=True)
     workers = [f"{LOCALHOST}:{port}" for port in free_ports(num_workers)]

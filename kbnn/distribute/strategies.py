@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 
+from kbnn._validation import check_int, check_positive_int, fail
 from kbnn.errors import KbnnError, UsageError
 
 import tensorflow as tf
@@ -48,8 +49,7 @@ def split_cpu(num_devices: int) -> list[str]:
     Must run before TensorFlow initialises its devices (before any op or `list_logical_devices`),
     i.e. first thing in a fresh process. Returns the device names, e.g. `["/cpu:0", "/cpu:1"]`.
     """
-    if isinstance(num_devices, bool) or not isinstance(num_devices, int) or num_devices < 1:
-        raise UsageError(f"num_devices must be a positive integer, got {num_devices!r}")
+    check_positive_int(num_devices, "num_devices")
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:
         tf.config.set_logical_device_configuration(
@@ -74,9 +74,8 @@ def tf_config(workers: list[str], index: int, *, task_type: str = "worker") -> s
     """
     workers = list(workers)
     if not workers or not all(isinstance(w, str) and ":" in w for w in workers):
-        raise UsageError(f"workers must be a non-empty list of 'host:port' strings, got {workers!r}")
-    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(workers):
-        raise UsageError(f"index must be in [0, {len(workers)}), got {index!r}")
+        raise fail("workers", "a non-empty list of 'host:port' strings", workers)
+    check_int(index, "index", low=0, high=len(workers) - 1)
     return json.dumps(
         {"cluster": {"worker": workers}, "task": {"type": task_type, "index": index}}
     )
@@ -110,7 +109,7 @@ def _communication(name: str):
     impl = tf.distribute.experimental.CommunicationImplementation
     table = {"auto": impl.AUTO, "ring": impl.RING, "nccl": impl.NCCL}
     if name not in table:
-        raise UsageError(f"communication must be one of {COMMUNICATION_CHOICES}, got {name!r}")
+        raise fail("communication", f"one of {COMMUNICATION_CHOICES}", name)
     return tf.distribute.experimental.CommunicationOptions(implementation=table[name])
 
 
@@ -146,7 +145,7 @@ def get_strategy(name="default", *, devices=None, tpu=None, communication="auto"
     key = str(name).strip().lower().replace("-", "_") if isinstance(name, str) else None
     key = {"multi_worker": "multiworker", "multiworkermirrored": "multiworker"}.get(key, key)
     if key not in STRATEGY_CHOICES:
-        raise UsageError(f"strategy must be one of {STRATEGY_CHOICES}, got {name!r}")
+        raise fail("strategy", f"one of {STRATEGY_CHOICES}", name)
     if key == "default":
         return tf.distribute.get_strategy()
     if key == "mirrored":
@@ -178,11 +177,7 @@ def _canonical(device: str) -> str:
 
 def global_batch_size(per_replica_batch_size: int, strategy) -> int:
     """per-replica batch × replicas in sync (over all workers)."""
-    if (isinstance(per_replica_batch_size, bool) or not isinstance(per_replica_batch_size, int)
-            or per_replica_batch_size < 1):
-        raise UsageError(
-            f"per_replica_batch_size must be a positive integer, got {per_replica_batch_size!r}"
-        )
+    check_positive_int(per_replica_batch_size, "per_replica_batch_size")
     return per_replica_batch_size * strategy.num_replicas_in_sync
 
 
