@@ -14,8 +14,13 @@ import tensorflow_datasets as tfds
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    data = tfds.load("mnist", split=f"test[:{count}]", batch_size=-1, download=False,
-                     data_dir=os.environ.get("TFDS_DATA_DIR"))
+    data = tfds.load(
+        "mnist",
+        split=f"test[:{count}]",
+        batch_size=-1,
+        download=False,
+        data_dir=os.environ.get("TFDS_DATA_DIR"),
+    )
     pathlib.Path("digits_images.bin").write_bytes(data["image"].numpy().astype(np.uint8).tobytes())
     pathlib.Path("digits_labels.bin").write_bytes(data["label"].numpy().astype(np.uint8).tobytes())
     print(f"wrote {count} digits")
