@@ -14,8 +14,8 @@ Layer names are fixed: weight files are matched by name.
 
 from __future__ import annotations
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers
+from kbnn.zoo import blocks
 from kbnn.zoo.registry import Recipe, register
 
 import tensorflow as tf
@@ -23,19 +23,6 @@ import tensorflow as tf
 MNIST_SHAPE = (28, 28, 1)
 MNIST_CLASSES = 10
 MCU_FILTERS = (32, 64, 64)
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-4
-
-
-def _batch_norm(bn: str, name: str) -> tf.keras.layers.Layer:
-    config = {"momentum": BN_MOMENTUM, "epsilon": BN_EPSILON, "name": name}
-    if bn == "batchnorm":
-        return tf.keras.layers.BatchNormalization(**config)
-    if bn == "shift":
-        from kbnn.normalization import ShiftBatchNormalization
-
-        return ShiftBatchNormalization(**config)
-    raise ValueError(f"bn must be 'batchnorm' or 'shift', got {bn!r}")
 
 
 @register(
@@ -57,17 +44,17 @@ def binarynet_mcu_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_
     f1, f2, f3 = filters
     inputs = tf.keras.Input(shape=tuple(input_shape or MNIST_SHAPE), name="image")
     x = layers.BinaryConv2D(f1, 5, padding="same", input_quantizer=None, name="conv1")(inputs)
-    x = _batch_norm(bn, "bn1")(x)
+    x = blocks.batch_norm(bn, "bn1")(x)
     x = tf.keras.layers.MaxPool2D(2, name="pool1")(x)
     x = layers.BinaryConv2D(f2, 3, padding="same", input_quantizer="ste_sign", name="conv2")(x)
-    x = _batch_norm(bn, "bn2")(x)
+    x = blocks.batch_norm(bn, "bn2")(x)
     x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
     x = layers.BinaryConv2D(f3, 3, padding="same", input_quantizer="ste_sign", name="conv3")(x)
-    x = _batch_norm(bn, "bn3")(x)
+    x = blocks.batch_norm(bn, "bn3")(x)
     x = tf.keras.layers.MaxPool2D(2, name="pool3")(x)
     x = tf.keras.layers.Flatten(name="flatten")(x)
     if include_top:
         x = layers.BinaryDense(num_classes, input_quantizer="ste_sign", name="dense1")(x)
-        x = _batch_norm(bn, "bn4")(x)
+        x = blocks.batch_norm(bn, "bn4")(x)
         x = tf.keras.layers.Activation("softmax", name="softmax")(x)
     return tf.keras.Model(inputs, x, name="binarynet_mcu_mnist")

@@ -29,7 +29,6 @@ import urllib.request
 import zipfile
 import zlib
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn._io import atomic_path, write_atomic
 from kbnn.errors import KbnnError, ModelLoadError
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.converters.c_export.errors import ExportError
 
 import numpy as np
