@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 
 from kbnn._validation import check_choice
+from kbnn.kernels import kernel_quantizer
 from kbnn.quantizers import StochasticSign
 
 import larq as lq
@@ -53,7 +54,7 @@ def float32_reason(layer: tf.keras.layers.Layer, *, is_output: bool = False) -> 
     """Why `layer` must compute in float32 under a mixed policy, or None when 16 bits are fine."""
     if is_output:
         return "model output: the loss needs float32 probabilities"
-    quantizer = getattr(layer, "kernel_quantizer", None)
+    quantizer = kernel_quantizer(layer)
     if quantizer is not None and not isinstance(quantizer, SIGN_QUANTIZERS):
         return (f"kernel quantizer {type(quantizer).__name__} computes a data-dependent scale "
                 "(reduce_mean/max over the kernel), inexact or zero in 16 bits")
