@@ -58,6 +58,26 @@ def _row(name, impl, m: firmware.McuMeasurement, base, keras_argmax, labels, not
     )
 
 
+def layer_breakdown(c_dir: pathlib.Path, images, work: pathlib.Path) -> str:
+    """Instructions per layer of the generated C: a copy with a harness marker after each
+    `kbnn_run_layer(...)` call of `kbnn_infer` (empty when the generated code has no such calls)."""
+    source = (c_dir / "kbnn_model.c").read_text()
+    calls = [line for line in source.splitlines() if line.strip().startswith("kbnn_run_layer(&")]
+    if len(calls) < 2:
+        return ""
+    for line in calls[:-1]:
+        source = source.replace(line + "\n", line + "\n    kbnn_harness_mark();\n", 1)
+    marked = work / "binary_marked"
+    marked.mkdir()
+    (marked / "kbnn_model.h").write_text((c_dir / "kbnn_model.h").read_text())
+    (marked / "kbnn_model.c").write_text("void kbnn_harness_mark(void);\n" + source)
+    firmware_ = firmware.build_firmware(marked, work / "marked_build")
+    run = firmware.run_firmware(firmware_, images, work / "marked_run", parts=len(calls))
+    per_layer = run.segments.mean(axis=0)
+    parts = [f"layer {k}: {v:,.0f} ({v / per_layer.sum():.0%})" for k, v in enumerate(per_layer)]
+    return "binary per layer (last part includes the argmax): " + ", ".join(parts)
+
+
 def measure_model(name: str, images, labels, work: pathlib.Path, cmsis: pathlib.Path | None):
     from kbnn import zoo
 
@@ -74,6 +94,7 @@ def measure_model(name: str, images, labels, work: pathlib.Path, cmsis: pathlib.
         binary.ram_with_stack_bytes,
     )
     rows = [_row(label, "binary kbnn export-c", binary, base, keras_argmax, labels)]
+    breakdown = layer_breakdown(work / "binary", images[:2], work)
     if cmsis is not None:
         sources, includes, exact = mcu_anchors.write_cmsis_int8(
             model, work / "int8", keras_scores, cmsis
@@ -91,7 +112,7 @@ def measure_model(name: str, images, labels, work: pathlib.Path, cmsis: pathlib.
         include_dirs=[mcu_anchors.FLOAT_KERNELS.parent],
     )  # fmt: skip
     rows.append(_row(label, "float C (FPU)", flt, base, keras_argmax, labels))
-    return rows
+    return rows, breakdown
 
 
 def main(argv=None) -> int:
@@ -113,10 +134,13 @@ def main(argv=None) -> int:
         "| stack B | RAM+stack B | x | argmax = Keras | accuracy |"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    notes = []
     for name in args.models:
         with tempfile.TemporaryDirectory(prefix="kbnn-mcu-cost-") as tmp:
-            for row in measure_model(name, images, labels, pathlib.Path(tmp), cmsis):
-                print(row, flush=True)
+            rows, breakdown = measure_model(name, images, labels, pathlib.Path(tmp), cmsis)
+            print("\n".join(rows), flush=True)
+            notes.append(f"{name}: {breakdown}")
+    print("\n".join(["", *notes]))
     return 0
 
 

@@ -63,6 +63,7 @@ class FirmwareRun:
     argmax: np.ndarray  # int64 (images,), what kbnn_infer returned
     instructions: np.ndarray | None  # int64 (images,), per inference
     stack_bytes: int
+    segments: np.ndarray | None = None  # int64 (images, parts) when the model marks its parts
 
 
 @dataclass(frozen=True)
@@ -257,8 +258,12 @@ def run_firmware(
     *,
     count_instructions: bool = True,
     timeout: float = 600,
+    parts: int = 1,
 ) -> FirmwareRun:
-    """Runs the firmware under qemu-system-arm (mps2-an386, semihosting) on uint8 `images`."""
+    """Runs the firmware under qemu-system-arm (mps2-an386, semihosting) on uint8 `images`.
+
+    `parts` > 1: the model's C calls `kbnn_harness_mark()` `parts - 1` times inside each
+    inference (e.g. between layers); `segments` then holds the instructions of each part."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / INPUT_FILE).write_bytes(_images_bytes(images))
@@ -274,8 +279,10 @@ def run_firmware(
         command += ["-plugin", f"{plugin},marker={marker:#x}", "-d", "plugin", "-D", log]
     done = _run(command, what="qemu-system-arm", cwd=run_dir, timeout=timeout)
     scores, argmax, stack = parse_harness_output(done.stdout, expected=len(images))
-    instructions = _instructions(log.read_text(), len(images)) if count_instructions else None
-    return FirmwareRun(scores, argmax, instructions, stack)
+    if not count_instructions:
+        return FirmwareRun(scores, argmax, None, stack)
+    segments = _instructions(log.read_text(), len(images), parts)
+    return FirmwareRun(scores, argmax, segments.sum(axis=1), stack, segments)
 
 
 def parse_harness_output(text: str, *, expected: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -296,15 +303,16 @@ def parse_harness_output(text: str, *, expected: int) -> tuple[np.ndarray, np.nd
     return table[:, 2:], table[:, 1], stack
 
 
-def _instructions(log: str, images: int) -> np.ndarray:
+def _instructions(log: str, images: int, parts: int = 1) -> np.ndarray:
+    """Instructions of each part of each inference, (images, parts), marker cost subtracted."""
     marks = [int(m.group(1)) for m in re.finditer(r"^mark \d+ (\d+)$", log, re.MULTILINE)]
-    if len(marks) != 2 + 2 * images:
-        raise McuToolError(
-            f"instruction counter recorded {len(marks)} marks, expected {2 + 2 * images}"
-        )
+    expected = 2 + (parts + 1) * images
+    if len(marks) != expected:
+        raise McuToolError(f"instruction counter recorded {len(marks)} marks, expected {expected}")
     marks = np.asarray(marks, dtype=np.int64)
     marker_cost = marks[1] - marks[0]
-    return marks[3::2] - marks[2::2] - marker_cost
+    per_image = marks[2:].reshape(images, parts + 1)
+    return np.diff(per_image, axis=1) - marker_cost
 
 
 def measure(
@@ -317,13 +325,16 @@ def measure(
     sources: Sequence[str | Path] | None = None,
     include_dirs: Sequence[str | Path] = (),
     count_instructions: bool = True,
+    parts: int = 1,
 ) -> McuMeasurement:
     """Builds, runs and sizes a model for the Cortex-M4: see the module docstring."""
     build_dir = Path(build_dir)
     firmware = build_firmware(
         c_dir, build_dir, opt=opt, defines=defines, sources=sources, include_dirs=include_dirs
     )
-    run = run_firmware(firmware, images, build_dir / "run", count_instructions=count_instructions)
+    run = run_firmware(
+        firmware, images, build_dir / "run", count_instructions=count_instructions, parts=parts
+    )
     return McuMeasurement(run=run, size=measure_size(firmware, build_dir))
 
 
