@@ -43,8 +43,12 @@ def _check(name, model, result, exe, images, labels, min_agreement):
     margins = [f"#{i}: C {best[i]} vs Keras {keras_best[i]} (Keras top-2 gap "
                f"{top2[i, 1] - top2[i, 0]:.3g})" for i in disagree[:10]]
     agreement = 1 - len(disagree) / len(images)
+    accuracy = float(np.mean(best == labels))
+    print(f"\n{name}: {len(images)} digits, C scores == reference; C accuracy {accuracy:.4%}, "
+          f"Keras accuracy {np.mean(keras_best == labels):.4%}, argmax agreement "
+          f"{agreement:.4%}; disagreements: {margins or 'none'}")
     assert agreement >= min_agreement, f"{name}: {agreement:.4%} agreement; {margins}"
-    return float(np.mean(best == labels)), agreement
+    return accuracy, agreement
 
 
 @pytest.mark.parametrize("name", BINARY)
