@@ -13,6 +13,11 @@ and uniform [0, 1) inputs: instruction counts do not depend on the weights' valu
 
     python benchmarks/arm64_cost.py --runner ../shared/arm64              # every model
     python benchmarks/arm64_cost.py --models binarynet_mnist --per-op --runner ../shared/arm64
+    python benchmarks/arm64_cost.py --models dorefanet_mnist --accuracy   # + all 10,000 digits
+
+`--accuracy` (pretrained MNIST models) also compares the test accuracy of Keras and of the
+flatbuffer in LCE's x86 interpreter (the aarch64 outputs equal the x86 ones; see the table's
+notes) on the whole MNIST test split (TFDS_DATA_DIR).
 """
 
 from __future__ import annotations
@@ -51,7 +56,23 @@ def build(name: str):
     return model, np.random.default_rng(0).random((2,) + shape, dtype=np.float32), "random"
 
 
-def measure(name: str, runner: str | None, per_op: bool) -> dict:
+def mnist_test_accuracy(model, flatbuffer: bytes) -> dict:
+    """Keras vs LCE-interpreter accuracy on the 10,000 MNIST test digits, and disagreements."""
+    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
+    from kbnn.data import mnist_arrays
+
+    images, labels = mnist_arrays("test")
+    keras = keras_outputs(model, [images])[0].argmax(1)
+    lce = lce_outputs(flatbuffer, [images], **KERNEL_OPTIONS)[0].argmax(1)
+    return {
+        "keras_accuracy": float(np.mean(keras == labels)),
+        "lce_accuracy": float(np.mean(lce == labels)),
+        "argmax_differences": int(np.sum(keras != lce)),
+        "images": len(labels),
+    }
+
+
+def measure(name: str, runner: str | None, per_op: bool, accuracy: bool = False) -> dict:
     model, x, weights = build(name)
     conversion = convert(model, allow_unknown_layers=name in ALLOW_UNKNOWN)
     report = arm64.compare(
@@ -74,6 +95,8 @@ def measure(name: str, runner: str | None, per_op: bool) -> dict:
         "x86_argmax": x86.argmax_agreement,
         "x86_max_abs_diff": x86.max_abs_diff,
     }
+    if accuracy and weights == "pretrained":
+        row.update(mnist_test_accuracy(model, conversion.flatbuffer))
     if per_op:
         row["operators"] = report.binary.operators
         print(f"\n{name}, per operator:\n{report.binary.operator_table()}", file=sys.stderr)
@@ -86,12 +109,15 @@ def main(argv=None) -> int:
     parser.add_argument("--runner", help=f"runner directory (default: ${arm64.RUNNER_ENV})")
     parser.add_argument("--per-op", action="store_true", help="per-operator tables (stderr)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--accuracy", action="store_true", help="MNIST test accuracy, Keras vs flatbuffer"
+    )
     args = parser.parse_args(argv)
     names = args.models or zoo.list_models()
     rows, failed = [], []
     for name in names:
         try:
-            rows.append(measure(name, args.runner, args.per_op))
+            rows.append(measure(name, args.runner, args.per_op, args.accuracy))
         except (ConversionError, ValueError) as err:
             failed.append((name, " ".join(str(err).split())[:160]))
         print(f"done: {name}", file=sys.stderr, flush=True)
@@ -114,6 +140,13 @@ def main(argv=None) -> int:
             print(
                 f"note: {row['model']} aarch64 vs x86: argmax {row['x86_argmax']:.3f}, "
                 f"max |diff| {row['x86_max_abs_diff']:.2g}"
+            )
+    for row in rows:
+        if "lce_accuracy" in row:
+            print(
+                f"{row['model']}: MNIST test accuracy over {row['images']:,} digits: Keras "
+                f"{100 * row['keras_accuracy']:.2f}%, flatbuffer {100 * row['lce_accuracy']:.2f}%, "
+                f"{row['argmax_differences']} argmax differences"
             )
     for name, reason in failed:
         print(f"not converted: {name}: {reason}")
