@@ -31,6 +31,7 @@ import dataclasses
 import math
 
 from kbnn.converters.c_export.errors import ExportError
+from kbnn.kernels import kernel_quantizer, quantized_kernel
 
 import numpy as np
 import tensorflow as tf
@@ -109,9 +110,8 @@ def _input_kind(layer) -> tuple[str, int]:
 def _integer_kernel(layer) -> tuple[np.ndarray, np.ndarray, str]:
     """(integer kernel, per-output-channel scale, format) with kernel·scale = the quantized
     kernel: ±1 ("binary"), {−1, 0, 1} ("ternary") or int8 ("int8", float kernels)."""
-    latent = tf.convert_to_tensor(getattr(layer.kernel, "latent_variable", layer.kernel))
-    quantizer = getattr(layer, "kernel_quantizer", None)
-    values = np.asarray(quantizer(latent) if quantizer is not None else latent, np.float64)
+    quantizer = kernel_quantizer(layer)
+    values = np.asarray(quantized_kernel(layer), np.float64)
     flat = values.reshape(-1, values.shape[-1])
     scale = np.abs(flat).max(axis=0)
     scale[scale == 0] = 1.0
