@@ -181,6 +181,33 @@ def lce_outputs(flatbuffer: bytes, inputs: list[np.ndarray], **options) -> list[
     return outputs
 
 
+def _check_input_shapes(graph, inputs) -> None:
+    """A model that is not the flatbuffer's would make LCE's interpreter raise a raw
+    RuntimeError: name the mismatch instead."""
+    for position, (index, array) in enumerate(zip(graph.inputs, inputs, strict=True)):
+        expected = tuple(graph.tensors[index].shape[1:])
+        if tuple(array.shape[1:]) != expected:
+            raise VerificationError(
+                f"the flatbuffer's input {position} takes samples of shape {expected}, the "
+                f"model's {tuple(array.shape[1:])}: they are not the same model"
+            )
+
+
+def check_matches(model, flatbuffer: bytes) -> None:
+    """Raise VerificationError unless `model` has the flatbuffer's per-sample input and
+    output shapes (e.g. `kbnn bench FLATBUFFER --model M` given an unrelated model)."""
+    graph = read_flatbuffer(bytes(flatbuffer)).main
+    for kind, indices, tensors in (("input", graph.inputs, model.inputs),
+                                   ("output", graph.outputs, model.outputs)):
+        theirs = sorted(tuple(graph.tensors[i].shape[1:]) for i in indices if i >= 0)
+        ours = sorted(tuple(int(d) for d in t.shape[1:]) for t in tensors)
+        if theirs != ours:
+            raise VerificationError(
+                f"the model's {kind} shapes {ours} are not the flatbuffer's {theirs}: "
+                f"model {model.name!r} is not the one this flatbuffer was converted from"
+            )
+
+
 def verify(model, flatbuffer: bytes, x, **kernel_options) -> VerifyReport:
     """Run `x` through `model` (Keras, training=False) and `flatbuffer` (LCE's interpreter).
 
@@ -200,6 +227,7 @@ def verify(model, flatbuffer: bytes, x, **kernel_options) -> VerifyReport:
     # The flatbuffer orders inputs and outputs by its signature; match them by Keras name.
     input_order = parsed.io_positions(list(model.input_names), "inputs")
     ordered_inputs = [inputs[i] for i in input_order] if input_order else inputs
+    _check_input_shapes(parsed.main, ordered_inputs)
     actual = lce_outputs(bytes(flatbuffer), ordered_inputs, **kernel_options)
     if len(actual) != len(reference):
         raise VerificationError(

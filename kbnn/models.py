@@ -503,6 +503,8 @@ def summary(
             "`input_shape` before kbnn.models.summary"
         )
     check_type(energy_model, "energy_model", EnergyModel, "a kbnn.models.EnergyModel")
+    if print_fn is not None and not callable(print_fn):
+        raise fail("print_fn", "a callable or None", print_fn)
     profile = ModelProfile(model)
     result = ModelSummary(
         name=model.name,

@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if in_own_process:
         _startup.install_sigint_handler()
     try:
-        return _run(argv, _startup)
+        return _run(argv, _startup, in_own_process)
     except KeyboardInterrupt:
         from kbnn._io import remove_temporaries
 
@@ -95,7 +95,7 @@ def _is_kbnn_command() -> bool:
     return kbnn._is_kbnn_command()
 
 
-def _run(argv, startup) -> int:
+def _run(argv, startup, in_own_process: bool) -> int:
     raw = sys.argv[1:] if argv is None else list(argv)
     verbose = any(arg in ("-v", "--verbose") for arg in raw)
     startup.quiet_environment(verbose)
@@ -116,6 +116,8 @@ def _run(argv, startup) -> int:
     try:
         if getattr(args, "light", False):
             return int(startup.run_light(args.func, args) or 0)
+        if in_own_process and not args.verbose:
+            startup.filter_native_logs()
         startup.import_tensorflow(args.verbose)
         return int(args.func(args) or 0)
     except (KbnnError, FileNotFoundError, IsADirectoryError, PermissionError, ValueError) as err:

@@ -8,12 +8,15 @@ Python-level setting can take effect.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
+import threading
 import warnings
 
 EXIT_INTERRUPTED = 130
@@ -102,3 +105,51 @@ def run_light(func, args):
         return func(args)
     with _stderr_captured():
         return func(args)
+
+
+# Lines TensorFlow's C++ runtime (absl / tsl / TFLite) writes straight to file descriptor 2
+# while a command runs (converter passes, interpreter delegates); Python's own output and
+# kbnn's messages never look like this.
+_NATIVE_LOG = re.compile(
+    rb"^([IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]"
+    rb"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"
+    rb"|WARNING: All log messages before absl::InitializeLog"
+    rb"|INFO: Created TensorFlow Lite \S+ delegate"
+    rb"|To enable the following instructions: .* rebuild TensorFlow)"
+)
+
+
+def filter_native_logs() -> None:
+    """Route fd 2 through a thread that drops TensorFlow's native log lines (not -v)."""
+    read_end, write_end = os.pipe()
+    real = os.dup(2)
+    _STDERR_FD[0] = real
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    thread = threading.Thread(target=_pump, args=(read_end, real), daemon=True)
+    thread.start()
+
+    def drain() -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last write end: the pump sees EOF
+        thread.join(timeout=2)
+
+    atexit.register(drain)
+
+
+def _pump(read_end: int, real: int) -> None:
+    pending = b""
+    while chunk := os.read(read_end, 65536):
+        pending += chunk
+        *lines, pending = re.split(rb"(?<=[\n\r])", pending)
+        _forward(lines, real)
+    _forward([pending] if pending else [], real)
+
+
+def _forward(lines, real: int) -> None:
+    kept = b"".join(line for line in lines if not _NATIVE_LOG.match(line))
+    if kept:
+        with contextlib.suppress(OSError):
+            os.write(real, kept)

@@ -73,7 +73,11 @@ def run(args) -> int:
     if args.float_twin:
         flatbuffers["float twin"] = load_bytes(args.float_twin)
     elif args.model:
-        flatbuffers["float twin"] = float_twin_flatbuffer(load_keras(args.model))
+        from kbnn.converters.verify import check_matches
+
+        model = load_keras(args.model)
+        check_matches(model, flatbuffers["LCE"])
+        flatbuffers["float twin"] = float_twin_flatbuffer(model)
     threads = sorted({1, args.threads})
     rows = [("model", "runtime", "bytes", "threads", "median ms", "p90 ms")]
     for label, data in flatbuffers.items():

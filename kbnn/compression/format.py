@@ -146,6 +146,12 @@ def _check_saveable(model) -> None:
     if not functional:
         raise UsageError(f"model {model.name!r} is a subclassed model; only Sequential and "
                          "functional models can be saved compressed (their config rebuilds them)")
+    from kbnn._loading import check_config
+
+    try:  # the loader refuses these, so never write a file that cannot be read back
+        check_config(json.loads(model.to_json()), f"model {model.name!r}")
+    except ModelLoadError as err:
+        raise UsageError(f"cannot save compressed: {err}") from err
 
 
 def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
@@ -156,6 +162,9 @@ def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
     takes its smallest exact encoding; `huffman=False` keeps every stream fixed-width.
     """
     _check_saveable(model)
+    if gap_bits is not None and (isinstance(gap_bits, bool) or not isinstance(gap_bits, int)
+                                 or not 1 <= gap_bits <= 16):
+        raise UsageError(f"gap_bits: expected an integer in 1..16 or None, got {gap_bits!r}")
     model = strip_wrappers(model)
     config = json.loads(model.to_json())
     max_stage = enc.Stage.HUFFMAN if huffman else enc.Stage.SHARE
@@ -255,6 +264,9 @@ def load_compressed(path, custom_objects: dict | None = None) -> tf.keras.Model:
     """Rebuild the model saved by `save_compressed` (same config, bit-identical weights)."""
     where = os.fspath(path)
     config, arrays = read_compressed(path)
+    from kbnn._loading import check_config
+
+    check_config(config, f"compressed model {where!r}")  # untrusted, like any model file
     try:
         model = tf.keras.models.model_from_json(json.dumps(config), custom_objects=custom_objects)
     except (ValueError, TypeError, KeyError) as err:
