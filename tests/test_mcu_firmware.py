@@ -138,6 +138,33 @@ def test_instruction_counter_counts_a_known_loop_exactly(tmp_path):
     assert 2000 < counts[1000] < 2000 + 40  # the loop plus a handful of call/return instructions
 
 
+TWO_PARTS = """\
+    void kbnn_harness_mark(void);
+    int kbnn_infer(const uint8_t input[KBNN_INPUT_SIZE], int32_t scores[KBNN_NUM_CLASSES]) {
+      uint32_t n = 300, m = 700;
+      __asm volatile("1: subs %0, %0, #1\\n\\tbne 1b" : "+r"(n) : : "cc");
+      kbnn_harness_mark();
+      __asm volatile("1: subs %0, %0, #1\\n\\tbne 1b" : "+r"(m) : : "cc");
+      scores[0] = input[0];
+      scores[1] = 0;
+      return 0;
+    }
+"""
+
+
+@needs_toolchain
+def test_instructions_per_marked_part(tmp_path):
+    """A marker inside kbnn_infer splits the count: 300 vs 700 loop iterations (2 each)."""
+    c_dir = _fixture_model(tmp_path / "parts", TWO_PARTS)
+    built = firmware.build_firmware(c_dir, tmp_path / "build")
+    run = firmware.run_firmware(built, np.zeros((2, 16), np.uint8), tmp_path / "run", parts=2)
+    assert run.segments.shape == (2, 2)
+    first, second = run.segments[0]
+    assert 600 <= first < 600 + 20 and 1400 <= second < 1400 + 20
+    assert (second - 1400) - (first - 600) < 10  # only the call/return/store overheads differ
+    np.testing.assert_array_equal(run.instructions, run.segments.sum(axis=1))
+
+
 STACK_USER = """\
     int kbnn_infer(const uint8_t input[KBNN_INPUT_SIZE], int32_t scores[KBNN_NUM_CLASSES]) {
       volatile uint8_t scratch[1000];

@@ -21,6 +21,7 @@ float C anchors of `benchmarks/mcu_cost.py` are measured the same way as the bin
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -37,7 +38,6 @@ CORTEX_M4_FLAGS = ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4
 OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os", "-Oz")
 APT_FIX = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
 INPUT_FILE = "kbnn_input.bin"
-PLUGIN_CACHE = Path.home() / ".cache" / "kbnn" / "qemu-plugins"
 
 
 class McuToolError(KbnnError):
@@ -214,11 +214,19 @@ def _berkeley_size(elf: Path) -> tuple[int, int, int]:
     return int(fields[0]), int(fields[1]), int(fields[2])
 
 
+def _plugin_cache() -> Path:
+    """`$KBNN_CACHE_DIR/cortex-m4`, default `$XDG_CACHE_HOME/kbnn` or `~/.cache/kbnn`."""
+    base = os.environ.get("KBNN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kbnn"
+    )
+    return Path(base) / "cortex-m4"
+
+
 def instruction_counter_plugin(cache_dir: str | Path | None = None) -> Path:
     """Builds `cortex_m4/insncount.c` with the host C compiler into a cache folder (once)."""
     source = (SOURCES / "insncount.c").read_bytes()
     digest = hashlib.sha256(source).hexdigest()[:12]
-    cache = Path(cache_dir) if cache_dir is not None else PLUGIN_CACHE
+    cache = Path(cache_dir) if cache_dir is not None else _plugin_cache()
     plugin = cache / f"insncount-{digest}.so"
     if plugin.is_file():
         return plugin
@@ -228,7 +236,7 @@ def instruction_counter_plugin(cache_dir: str | Path | None = None) -> Path:
         raise McuToolError(
             "no host C compiler (cc/gcc) to build the qemu plugin: apt-get install -y gcc"
         )
-    partial = cache / f".{plugin.name}.{np.random.randint(1 << 30)}.tmp"
+    partial = cache / f".{plugin.name}.{os.getpid()}.tmp"  # renamed into place when complete
     _run([compiler, "-O2", "-shared", "-fPIC", "-o", partial, SOURCES / "insncount.c"],
          what="building the qemu instruction-counter plugin")  # fmt: skip
     partial.replace(plugin)
