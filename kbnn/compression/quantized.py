@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from kbnn import kernels
 from kbnn.compression import encoding as enc
 from kbnn.compression import huffman
 from kbnn.compression import layers as klayers
@@ -37,7 +38,7 @@ def quantized_kernel(layer) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] |
     if hasattr(quantizer, "integer_levels"):
         levels, scale = (np.asarray(v) for v in quantizer.integer_levels(latent))
         return enc.levels_times_scale(levels, scale), (levels, scale)
-    return enc.canonical_zeros(np.asarray(quantizer(latent))), None
+    return enc.canonical_zeros(kernels.quantized_kernel(layer)), None
 
 
 def materialize_quantized(model: tf.keras.Model, rtol: float = 1e-4):
