@@ -8,8 +8,6 @@ from kbnn.errors import UsageError
 
 
 def register(subparsers) -> None:
-    from kbnn.apps.android import DEFAULT_MODEL, DEFAULT_OUT
-
     parser = subparsers.add_parser(
         "export-android",
         help="convert a model into the Android demo's assets (.tflite, float twin, model.json)",
@@ -18,10 +16,13 @@ def register(subparsers) -> None:
         "and write <name>.tflite, <name>_float.tflite, labels.txt and model.json into the "
         "app's assets folder.",
     )
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="zoo model name or .keras/.h5 file (default: %(default)s)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help="assets folder to write (default: %(default)s, from the repo root)")
+    # Defaults are resolved in run(): kbnn.apps.android imports numpy, too slow for --help.
+    parser.add_argument("--model", default=None,
+                        help="zoo model name or .keras/.h5 file (default: the app's model, "
+                        "binarynet_mnist)")
+    parser.add_argument("--out", default=None,
+                        help="assets folder to write (default: the demo app's assets folder, "
+                        "from the repo root)")
     parser.add_argument("--name", help="file name stem and model name (default: the model's)")
     parser.add_argument("--labels", help="comma-separated class labels (default: 0..9 for 10 classes)")
     parser.add_argument("--samples", type=int, default=1000,
@@ -35,8 +36,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kbnn.apps.android import DEFAULT_OUT, export_android, resolve_model
+    from kbnn.apps.android import DEFAULT_MODEL, DEFAULT_OUT, export_android, resolve_model
 
+    args.model = args.model or DEFAULT_MODEL
+    args.out = args.out or DEFAULT_OUT
     if args.out == DEFAULT_OUT and not os.path.isdir(os.path.dirname(DEFAULT_OUT)):
         raise UsageError(
             f"default --out {DEFAULT_OUT!r} is relative to the kbnn repository root and "
