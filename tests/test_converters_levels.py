@@ -179,6 +179,20 @@ def test_activation_bit_plane_identity_with_zero_padding(bits):
     np.testing.assert_allclose(combine(convs).numpy(), reference, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("bits", [1, 3, 4])
+def test_activation_bit_planes_are_the_quantizer_levels_bits(bits):
+    """½ − u_j with u_j bit j of Q = n·q(x), checked on levels, half-way ties and out-of-range
+    inputs against numpy's integer bits of the quantizer's own output."""
+    n = 2**bits - 1
+    quantizer = kq.DoReFaActivation(bits)
+    grid = np.concatenate([np.arange(n + 1) / n, (np.arange(n) + 0.5) / n, [-5, -1, 1.5, 7]])
+    x = np.concatenate([grid, np.random.default_rng(0).uniform(-0.5, 1.5, 200)]).astype(np.float32)
+    levels = np.rint(quantizer(x).numpy() * n).astype(np.int64)
+    planes = ActivationBitPlanes(bits, quantizer)(x).numpy().reshape(bits, -1)
+    for j in range(bits):
+        np.testing.assert_array_equal(planes[j], 0.5 - ((levels >> j) & 1))
+
+
 def test_bit_plane_layers_serialize():
     planes = ActivationBitPlanes(2, kq.DoReFaActivation(2), name="p")
     again = ActivationBitPlanes.from_config(planes.get_config())
