@@ -8,7 +8,7 @@ to a bare firmware (`arm-none-eabi-size`, model link minus stub link), stack hig
 (painted stack), and argmax agreement with Keras on the same digits.
 
     python benchmarks/mcu_cost.py [--models binarynet_mcu_mnist binarynet_mnist] [--images 20]
-        [--cmsis-nn ../shared/cmsis-nn]
+        [--cmsis-nn ../shared/cmsis-nn] [--weights FILE (with one model)]
 
 The anchors are described in `benchmarks/mcu_anchors.py`. Without the CMSIS-NN v7.0.0 sources
 (`--cmsis-nn`, default `$KBNN_CMSIS_NN` or `../shared/cmsis-nn` next to the repository) the int8
@@ -78,12 +78,19 @@ def layer_breakdown(c_dir: pathlib.Path, images, work: pathlib.Path) -> str:
     return "binary per layer (last part includes the argmax): " + ", ".join(parts)
 
 
-def measure_model(name: str, images, labels, work: pathlib.Path, cmsis: pathlib.Path | None):
+def load_model(name: str, weights: pathlib.Path | None):
+    """The zoo model with `weights` (a file), else its shipped weights, else random ones."""
     from kbnn import zoo
 
-    pretrained = zoo.available_weights(name) == "package"
-    model = zoo.get(name, weights="pretrained" if pretrained else None)
-    label = name if pretrained else f"{name} (random weights: no pretrained file)"
+    if weights is not None:
+        return zoo.get(name, weights=str(weights)), f"{name} ({weights.name})"
+    if zoo.available_weights(name) == "package":
+        return zoo.get(name, weights="pretrained"), name
+    return zoo.get(name), f"{name} (random weights: no pretrained file)"
+
+
+def measure_model(name, images, labels, work: pathlib.Path, cmsis, weights=None):
+    model, label = load_model(name, weights)
     keras_scores = mcu_anchors.pre_softmax_scores(model, images)
     keras_argmax = keras_scores.argmax(axis=1)
     export_c(model, work / "binary")
@@ -120,7 +127,10 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["binarynet_mcu_mnist", "binarynet_mnist"])
     parser.add_argument("--images", type=int, default=20)
     parser.add_argument("--cmsis-nn", type=pathlib.Path, default=DEFAULT_CMSIS)
+    parser.add_argument("--weights", type=pathlib.Path, help="weights file (one model only)")
     args = parser.parse_args(argv)
+    if args.weights is not None and len(args.models) != 1:
+        parser.error("--weights needs exactly one model in --models")
     cmsis = args.cmsis_nn if (args.cmsis_nn / "Include" / "arm_nnfunctions.h").is_file() else None
     if cmsis is None:
         print(f"CMSIS-NN sources not found at {args.cmsis_nn}: the int8 anchor is skipped")
@@ -137,7 +147,9 @@ def main(argv=None) -> int:
     notes = []
     for name in args.models:
         with tempfile.TemporaryDirectory(prefix="kbnn-mcu-cost-") as tmp:
-            rows, breakdown = measure_model(name, images, labels, pathlib.Path(tmp), cmsis)
+            rows, breakdown = measure_model(
+                name, images, labels, pathlib.Path(tmp), cmsis, args.weights
+            )
             print("\n".join(rows), flush=True)
             notes.append(f"{name}: {breakdown}")
     print("\n".join(["", *notes]))
