@@ -44,6 +44,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
+from kbnn._io import write_atomic
 from kbnn._validation import check_int, check_positive_number, fail
 
 import numpy as np
@@ -348,11 +349,8 @@ def write_golden(directory: str, cases: list[GoldenCase] | None = None) -> str:
         chunks.append(normalize(field, cfg).astype(">f4").tobytes())
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, GOLDEN_FILE)
-    tmp = f"{path}.tmp"
     # mtime=0 keeps the gzip bytes reproducible, so regenerating shows no spurious diff.
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as gz:
-        gz.write(b"".join(chunks))
-    os.replace(tmp, path)
+    write_atomic(path, gzip.compress(b"".join(chunks), compresslevel=9, mtime=0))
     return path
 
 
