@@ -26,7 +26,7 @@ def load_for_evaluation(model_or_name: str, *, weights=None):
     import os
 
     import kbnn.zoo
-    from kbnn.errors import ModelLoadError, UsageError
+    from kbnn.errors import UsageError
 
     if model_or_name in kbnn.zoo.list_models():
         model = kbnn.zoo.get(model_or_name, weights=weights or "pretrained")
@@ -38,10 +38,6 @@ def load_for_evaluation(model_or_name: str, *, weights=None):
             f"{model_or_name!r} is neither a zoo model ({', '.join(kbnn.zoo.list_models())}) "
             "nor an existing model file"
         )
-    import tensorflow as tf
+    from kbnn._loading import load_model
 
-    try:
-        model = tf.keras.models.load_model(model_or_name, compile=False)
-    except (OSError, ValueError, TypeError, KeyError) as err:
-        raise ModelLoadError(f"cannot load model file {model_or_name!r}: {err}") from err
-    return model, model_or_name
+    return load_model(model_or_name), model_or_name
