@@ -191,6 +191,21 @@ def test_stack_painting_and_size_probe_see_what_the_code_uses(tmp_path):
     assert 0 < measured.size.flash_bytes < 200 and measured.size.ram_bytes == 0
 
 
+@needs_toolchain
+def test_a_faulting_firmware_fails_fast_with_a_clear_error(tmp_path):
+    body = """\
+        int kbnn_infer(const uint8_t input[KBNN_INPUT_SIZE], int32_t scores[KBNN_NUM_CLASSES]) {
+          (void)input; (void)scores;
+          __asm volatile("udf #0");
+          return 0;
+        }
+    """
+    c_dir = _fixture_model(tmp_path / "fault", body)
+    built = firmware.build_firmware(c_dir, tmp_path / "build")
+    with pytest.raises(firmware.McuToolError, match="qemu-system-arm failed.*fault"):
+        firmware.run_firmware(built, np.zeros((1, 16), np.uint8), tmp_path / "run", timeout=60)
+
+
 def test_missing_toolchain_names_the_apt_get_fix(monkeypatch):
     monkeypatch.setattr(firmware.shutil, "which", lambda name: None)
     with pytest.raises(firmware.McuToolError, match="apt-get install -y gcc-arm-none-eabi"):

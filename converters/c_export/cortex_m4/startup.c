@@ -42,7 +42,18 @@ void kbnn_reset_handler(void) {
 #endif
 }
 
+/* Any fault: with semihosting, say so and stop qemu with a failure status (instead of hanging
+ * until the caller's timeout); bare, wait for the debugger. */
 static void kbnn_fault_handler(void) {
+#ifndef KBNN_BARE
+  static const char message[] = "ERROR fault (HardFault/NMI/...) in the firmware\n";
+  register uint32_t operation __asm("r0") = 0x04u; /* SYS_WRITE0 */
+  register const void *argument __asm("r1") = message;
+  __asm volatile("bkpt 0xAB" : "+r"(operation) : "r"(argument) : "memory");
+  operation = 0x18u;                  /* SYS_EXIT */
+  argument = (const void *)0x20023u; /* ADP_Stopped_RunTimeErrorUnknown */
+  __asm volatile("bkpt 0xAB" : "+r"(operation) : "r"(argument) : "memory");
+#endif
   for (;;) {
   }
 }
