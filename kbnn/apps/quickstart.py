@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from kbnn import converters, zoo
+from kbnn.converters.verify import lce_outputs
 from kbnn.data import mnist_sample, normalize_mnist
 
 import numpy as np
@@ -66,9 +68,6 @@ def run_quickstart(
     progress: Callable[[str], None] = lambda message: None,
 ) -> QuickstartResult:
     """Run the pretrained model end to end and write its LCE flatbuffer to `output`."""
-    from kbnn import converters, zoo
-    from kbnn.converters.verify import lce_outputs
-
     progress(f"loading pretrained {MODEL_NAME}")
     model = zoo.get(MODEL_NAME, weights="pretrained")
     images, labels = mnist_sample()
