@@ -32,7 +32,8 @@ needs_converters = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """One export through the CLI of a tiny larq model saved as .keras (conversion is slow)."""
+    """One export through the CLI of a tiny larq model saved as .keras (conversion is slow:
+    the tests that use it are marked slow, outside the fast lane)."""
     if not hasattr(kbnn.converters, "convert"):
         pytest.skip("kbnn.converters.convert not available yet")
     root = tmp_path_factory.mktemp("export")
@@ -70,6 +71,7 @@ def validate_with_jvm(jvm_core, assets_dir):
                            str(assets_dir)], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @needs_converters
 def test_export_writes_flatbuffers_labels_and_model_json(exported):
     out, spec, printed, _ = exported
@@ -86,6 +88,7 @@ def test_export_writes_flatbuffers_labels_and_model_json(exported):
     assert spec["labels"] == [str(i) for i in range(10)]
 
 
+@pytest.mark.slow
 @needs_converters
 def test_model_entries_describe_the_files(exported):
     out, spec, _, model_path = exported
@@ -109,6 +112,7 @@ def test_model_entries_describe_the_files(exported):
     assert "not a trained float model" in twin["note"]
 
 
+@pytest.mark.slow
 @needs_converters
 def test_recorded_accuracy_matches_independent_evaluations(exported):
     out, spec, _, model_path = exported
@@ -131,6 +135,7 @@ def test_recorded_accuracy_matches_independent_evaluations(exported):
     assert twin["accuracy"]["top1"] == pytest.approx(hits / SAMPLES, abs=1e-9)
 
 
+@pytest.mark.slow
 @needs_converters
 def test_exported_assets_pass_the_jvm_validator(exported, jvm_core, tmp_path):
     out, spec, _, _ = exported
