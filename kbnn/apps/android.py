@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 import kbnn
 from kbnn._io import commit_files, write_atomic
 from kbnn._validation import check_int
-from kbnn.apps.preprocessing import METHOD, PreprocessingConfig
+from kbnn.apps import preprocessing
+from kbnn.apps.preprocessing import METHOD, PreprocessingConfig, normalize
+from kbnn.data import mnist_sample
 from kbnn.errors import UsageError
 
 import numpy as np
@@ -170,12 +172,8 @@ def _evaluation_data(height: int, width: int, num_classes: int, samples: int,
     """The shipped real-MNIST sample, normalised as model.json says, when the model fits it."""
     if samples <= 0 or (height, width, num_classes) != (28, 28, 10):
         return None
-    from kbnn.data import mnist_sample
-
     images, labels = mnist_sample()
     n = min(samples, len(images))
-    from kbnn.apps.preprocessing import normalize
-
     x = normalize(images[:n], config)[..., None]
     return x, labels[:n].astype(np.int64)
 
@@ -371,8 +369,6 @@ def write_example(directory: str, *, epochs: int = 10) -> AndroidExport:
 
     It trains on sample images 500..999 and the export measures accuracy on images 0..499.
     """
-    from kbnn.data import mnist_sample
-
     import tensorflow as tf
 
     images, labels = mnist_sample()
@@ -386,8 +382,6 @@ def write_example(directory: str, *, epochs: int = 10) -> AndroidExport:
 
 def normalize_field(images) -> np.ndarray:
     """uint8 (N, 28, 28) → float32 (N, 28, 28, 1) the way the default model.json normalises."""
-    from kbnn.apps.preprocessing import normalize
-
     return normalize(np.asarray(images), PreprocessingConfig())[..., None]
 
 
@@ -450,13 +444,12 @@ def decoding_golden() -> dict:
 
 def write_golden(directory: str) -> list[str]:
     """Write decoding.json and the preprocessing golden file into `directory`."""
-    from kbnn.apps.preprocessing import write_golden as write_preprocessing_golden
 
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, DECODING_GOLDEN)
     text = json.dumps(decoding_golden(), indent=1, allow_nan=False) + "\n"
     write_atomic(path, text)
-    return [path, write_preprocessing_golden(directory)]
+    return [path, preprocessing.write_golden(directory)]
 
 
 def main(argv: list[str] | None = None) -> int:
