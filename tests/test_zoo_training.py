@@ -1,5 +1,7 @@
 """kbnn.zoo.training: optimizers, learning rates, model/data split for tf.distribute."""
 
+import dataclasses
+
 import kbnn.zoo
 from kbnn.data import DatasetNotFoundError
 from kbnn.zoo import training
@@ -90,3 +92,20 @@ def test_best_checkpoint_saves_only_improvements_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no partial file left
     loaded = tf.keras.models.load_model(tmp_path / "model.keras")
     assert loaded.count_params() == model.count_params()
+
+
+def test_train_config_and_keyword_overrides_merge_before_anything_runs(tmp_path):
+    """`train(name, TrainConfig(...), **overrides)`: keywords override the config's fields, and
+    bad values are refused before any data or model is built."""
+    from kbnn.errors import UsageError
+
+    config = training.TrainConfig(epochs=0, output=tmp_path)
+    with pytest.raises(UsageError, match="epochs: expected a positive integer, got 0"):
+        training.train("binarynet_mnist", config)
+    with pytest.raises(UsageError, match="lr_scaling: expected one of"):  # epochs=2 now fine
+        training.train("binarynet_mnist", config, epochs=2, lr_scaling="cubic")
+    with pytest.raises(TypeError, match="epoch"):  # a misspelt field is not silently ignored
+        training.train("binarynet_mnist", config, epoch=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3
+    assert not any(tmp_path.iterdir())  # nothing written
