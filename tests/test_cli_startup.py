@@ -86,3 +86,11 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines() == ["kbnn: interrupted"]
+
+
+def test_zoo_list_index_matches_the_live_registry():
+    """`kbnn zoo list` reads zoo/cards/_registry.json to avoid TensorFlow; it must be current
+    (regenerate with `python -m kbnn.zoo.cards`)."""
+    from kbnn.zoo import cards
+
+    assert cards.read_zoo_index() == cards.build_zoo_index()

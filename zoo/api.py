@@ -6,7 +6,6 @@ import os
 
 from kbnn._validation import check_choice, check_int, fail
 from kbnn.errors import ModelLoadError, UsageError
-from kbnn.kernels import iter_layers, kernel_precision, kernel_variable
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
 
@@ -103,6 +102,8 @@ def _load_pretrained(entry, model, include_top):
 
 def count_params(model) -> dict:
     """Total, trainable and binary (1-bit kernel) parameter counts."""
+    from kbnn.kernels import iter_layers, kernel_precision, kernel_variable  # TensorFlow
+
     import numpy as np
 
     total = int(sum(np.prod(w.shape) for w in model.weights))

@@ -78,3 +78,37 @@ def packaged_weights(name: str) -> pathlib.Path | None:
         return None
     path = package_dir("weights") / card["weights_file"]
     return path if path.is_file() else None
+
+
+# `kbnn zoo list` reads this index instead of the registry, whose model definitions import
+# TensorFlow; tests/test_cli_startup.py checks that it equals the live registry.
+# Regenerate with `python -m kbnn.zoo.cards` after adding a model or shipping weights.
+INDEX_FILE = "_registry.json"
+INDEX_FIELDS = ("name", "dataset", "bits", "expected_accuracy", "weights")
+
+
+def build_zoo_index() -> list[dict]:
+    """One row per registered model, from the live registry (imports TensorFlow)."""
+    from kbnn.zoo import api, registry
+
+    rows = []
+    for name in registry.list_models():
+        info = api.info(name, params=False)
+        rows.append({field: info[field] for field in INDEX_FIELDS})
+    return rows
+
+
+def read_zoo_index() -> list[dict] | None:
+    """The committed index, or None if it is missing."""
+    path = package_dir("cards") / INDEX_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write_zoo_index() -> pathlib.Path:
+    path = package_dir("cards") / INDEX_FILE
+    write_atomic(path, json.dumps(build_zoo_index(), indent=1) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    print(write_zoo_index())

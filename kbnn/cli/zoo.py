@@ -39,13 +39,13 @@ def _percent(value) -> str:
 
 
 def run_list(args) -> int:
-    import kbnn.zoo
+    from kbnn.zoo import cards
 
     rows = []
-    for name in kbnn.zoo.list_models():
-        info = kbnn.zoo.info(name, params=False)
-        card = info.get("card") or {}
-        rows.append((name, info["dataset"], info["bits"].split(" ")[0],
+    index = cards.read_zoo_index() or cards.build_zoo_index()  # the index needs no TensorFlow
+    for info in index:
+        card = cards.read_card(info["name"]) or {}
+        rows.append((info["name"], info["dataset"], info["bits"].split(" ")[0],
                      _percent(info["expected_accuracy"]), _percent(card.get("measured_accuracy")),
                      info["weights"] or "-"))
     header = ("name", "dataset", "bits", "expected", "measured", "weights")
