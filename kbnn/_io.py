@@ -23,7 +23,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from kbnn.errors import UsageError
+from kbnn.errors import KbnnError, UsageError, WriteError
 
 __all__ = [
     "atomic_path",
@@ -140,6 +140,9 @@ def atomic_path(path, *, executable: bool = False) -> Iterator[str]:
         os.replace(name, path)
         _PENDING.discard(name)
         _fsync_folder(_folder(path))
+    except OSError as err:
+        _discard(name)
+        raise _write_error(path, err) from err
     except BaseException:
         _discard(name)
         raise
@@ -189,13 +192,24 @@ def commit_files(
         for name, path in staged:  # renames within one folder do not fail in practice
             os.replace(name, path)
             _PENDING.discard(name)
-    except BaseException:
+    except BaseException as err:
         for name, _ in staged:
             _discard(name)
+        if isinstance(err, OSError) and not isinstance(err, KbnnError):
+            target = next((path for name, path in staged if name in str(err)), None)
+            raise _write_error(target or staged[-1][1] if staged else "output", err) from err
         raise
     for folder in {_folder(path) for _, path in staged}:
         _fsync_folder(folder)
     return [path for _, path in staged]
+
+
+def _write_error(path, err: OSError) -> OSError:
+    """The error of writing `path`, naming it rather than the hidden temporary."""
+    if isinstance(err, KbnnError):
+        return err
+    reason = err.strerror or str(err)
+    return WriteError(f"cannot write {str(path)!r}: {reason}")
 
 
 def _same_file(a: pathlib.Path, b: pathlib.Path) -> bool:

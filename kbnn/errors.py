@@ -15,3 +15,8 @@ class ModelLoadError(KbnnError):
 
 class MissingFileError(ModelLoadError, FileNotFoundError):
     """An input file that does not exist (also a FileNotFoundError, for callers that catch it)."""
+
+
+class WriteError(KbnnError, OSError):
+    """An output file cannot be written (disk full, permissions); names the user's path,
+    never the temporary file (also an OSError, for callers that catch it)."""

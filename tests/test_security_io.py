@@ -130,3 +130,22 @@ def test_check_output_dir_refuses_an_existing_file(tmp_path):
     with pytest.raises(UsageError, match="is a file, not a folder"):
         _io.check_output_dir(tmp_path / "run" / "deeper")
     assert _io.check_output_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+
+
+def test_write_errors_name_the_users_path_not_the_temporary(tmp_path):
+    import errno
+
+    from kbnn.errors import KbnnError
+
+    def disk_full(name):
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+
+    for write in (lambda: _io.write_with(tmp_path / "model.tflite", disk_full),
+                  lambda: _io.commit_files({tmp_path / "a.kbz": b"x",
+                                            tmp_path / "model.tflite": disk_full})):
+        with pytest.raises(OSError) as error:
+            write()
+        assert isinstance(error.value, KbnnError)
+        assert "'" + str(tmp_path / "model.tflite") + "'" in str(error.value)
+        assert ".tmp" not in str(error.value) and "No space left" in str(error.value)
+        assert list(tmp_path.iterdir()) == []
