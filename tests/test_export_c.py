@@ -124,7 +124,7 @@ def test_lowering_folds_directions_pools_and_constant_channels(binary_export):
     assert not c1.pool_min.any()  # BN before the pool: always a max (OR of bits)
     assert c2.pool_min.any() and not c2.pool_min.all()  # pool before a negative-γ BN: min
     assert abs(c1.thresholds[0, 0]) > np.abs(c1.kernel[..., 0]).sum() * 255  # γ = 0: constant
-    assert result.arena_bytes == 4 * (6 * 6 * 2 + 3 * 3 * 2)
+    assert result.arena_bytes == 4 * (6 * 6 * 2 + 3 * 3 * 2 + 4 * 4 * 2)  # maps + window
 
 
 def test_bit_planes_ternary_and_int8_paths(tmp_path):

@@ -79,8 +79,8 @@ def test_full_test_split_reproduces_the_card(name, tmp_path, mnist_available):
 def test_k_bit_and_ternary_models(name, tmp_path):
     """DoReFa (3-bit planes, int8 float last layer) and TWN (ternary weights, int8 activations
     for its float ones): bit-exact vs the reference; the int8 fixed point keeps Keras' argmax
-    on ≥ 99% of 200 digits."""
+    on ≥ 99% of 100 digits."""
     _shipped(name)
     images, labels = mnist_sample()
     model, result, exe = _export(name, tmp_path)
-    _check(name, model, result, exe, images[:200, :, :, None], labels[:200], 0.99)
+    _check(name, model, result, exe, images[:100, :, :, None], labels[:100], 0.99)

@@ -34,7 +34,7 @@ class CSources:
     header: str
     source: str
     weight_bytes: int  # const data: packed weights, thresholds, multipliers, tables
-    arena_bytes: int  # the static activation arena
+    arena_bytes: int  # static RAM: the activation arena and the fast paths' input window
 
 
 def check_prefix(prefix: str) -> str:
@@ -121,6 +121,23 @@ def _out_words(layer: IntegerLayer) -> int:
     return 0
 
 
+def window_words(layer: IntegerLayer) -> int:
+    """Words of the gathered input window of the C's fast paths (0: none or the input itself);
+    must follow `kbnn_fast_kind` / `kbnn_gather` in runtime.c.in."""
+    if layer.weight_format != "binary":
+        return 0
+    h, w, c = layer.in_shape
+    kh, kw = layer.kernel.shape[:2]
+    wh, ww = kh + layer.pool[0] - 1, kw + layer.pool[1] - 1
+    if layer.in_format == "u8" and layer.input_lut is None:
+        return wh * ww * c
+    if layer.in_format == "sign" and (layer.pad_value != 0 or (
+            layer.pad == (0, 0) and kh <= h and kw <= w)):
+        direct = layer.out_shape[:2] == (1, 1) and layer.pad == (0, 0) and (wh, ww) == (h, w)
+        return 0 if direct else wh * ww * _words(c)
+    return 0
+
+
 def _descriptor(index: int, layer: IntegerLayer, arrays: dict[str, np.ndarray]) -> str:
     h, w, c = layer.in_shape
     kh, kw, _, cout = layer.kernel.shape
@@ -169,7 +186,7 @@ def _header(network: IntegerNetwork, weight_bytes: int, arena_bytes: int) -> str
 #define KBNN_INPUT_SIZE {h * w * c}
 #define KBNN_NUM_CLASSES {network.num_classes}
 #define KBNN_WEIGHT_BYTES {weight_bytes} /* const data in flash */
-#define KBNN_ARENA_BYTES {arena_bytes} /* static activation arena */
+#define KBNN_ARENA_BYTES {arena_bytes} /* static RAM: activation arena + input window */
 
 #ifdef __cplusplus
 extern "C" {{
@@ -204,7 +221,9 @@ def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
                    for i, arrays in enumerate(all_arrays) for name, values in arrays.items())
     table = ",\n".join(_descriptor(i, layer, all_arrays[i])
                        for i, layer in enumerate(network.layers))
-    runtime = RUNTIME.read_text().replace("@POPCOUNT_TABLE@", _popcount_table())
+    window = max([window_words(layer) for layer in network.layers] + [1])
+    runtime = (RUNTIME.read_text().replace("@POPCOUNT_TABLE@", _popcount_table())
+               .replace("@WINDOW_WORDS@", str(window)))
     source = (
         f'#include "kbnn_model.h"\n\n{runtime}\n'
         f"/* weights and folded parameters (const: flash) */\n{data}\n"
@@ -217,9 +236,9 @@ def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
         "        if (scores[i] > scores[best]) {\n            best = i;\n        }\n    }\n"
         "    return best;\n}\n"
     )
-    header = _header(network, weight_bytes, arena_words * 4)
-    return CSources(_rename(header, prefix), _rename(source, prefix), weight_bytes,
-                    arena_words * 4)
+    ram = (arena_words + window) * 4
+    header = _header(network, weight_bytes, ram)
+    return CSources(_rename(header, prefix), _rename(source, prefix), weight_bytes, ram)
 
 
 def _rename(text: str, prefix: str) -> str:
