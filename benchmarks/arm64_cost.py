@@ -120,7 +120,13 @@ def main(argv=None) -> int:
             rows.append(measure(name, args.runner, args.per_op, args.accuracy))
         except (ConversionError, ValueError) as err:
             failed.append((name, " ".join(str(err).split())[:160]))
-        print(f"done: {name}", file=sys.stderr, flush=True)
+        done = rows[-1] if rows and rows[-1]["model"] == name else None
+        summary = (
+            f"{done['binary']:,} vs {done['float_twin']:,}, {done['ratio']:.2f}×"
+            if done
+            else "failed"
+        )
+        print(f"done: {name}: {summary}", file=sys.stderr, flush=True)
     table = [("model", "input", "weights", "binary", "float twin", "float ÷ binary", "top 3 ops")]
     for row in rows:
         table.append(
