@@ -146,12 +146,6 @@ def _check_saveable(model) -> None:
     if not functional:
         raise UsageError(f"model {model.name!r} is a subclassed model; only Sequential and "
                          "functional models can be saved compressed (their config rebuilds them)")
-    from kbnn._loading import check_config
-
-    try:  # the loader refuses these, so never write a file that cannot be read back
-        check_config(json.loads(model.to_json()), f"model {model.name!r}")
-    except ModelLoadError as err:
-        raise UsageError(f"cannot save compressed: {err}") from err
 
 
 def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
@@ -167,6 +161,12 @@ def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
         raise UsageError(f"gap_bits: expected an integer in 1..16 or None, got {gap_bits!r}")
     model = strip_wrappers(model)
     config = json.loads(model.to_json())
+    from kbnn._loading import check_config
+
+    try:  # the loader refuses these, so never write a file that cannot be read back
+        check_config(config, f"model {model.name!r}")
+    except ModelLoadError as err:
+        raise UsageError(f"cannot save compressed: {err}") from err
     max_stage = enc.Stage.HUFFMAN if huffman else enc.Stage.SHARE
     tensors = encode_model(model, max_stage=max_stage, gap_bits=gap_bits)
     payload = bytearray()
