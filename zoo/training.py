@@ -379,9 +379,9 @@ def _fit(model, splits: DataSplits, config: TrainConfig, plan: _Plan, steps: int
     paths = _WorkerPaths(plan.output, plan.chief, plan.worker)
     monitor = "val_accuracy" if splits.validation is not None else "accuracy"
     resuming = plan.backup_dir.is_dir() and any(plan.backup_dir.iterdir())
-    fit_callbacks = [
+    fit_callbacks = [  # checkpoint before backup: a run killed between the two, once
+        BestCheckpoint(paths(CHECKPOINT_NAME), monitor),  # resumed, still has its checkpoint
         tf.keras.callbacks.BackupAndRestore(str(plan.backup_dir), save_freq=config.backup_freq),
-        BestCheckpoint(paths(CHECKPOINT_NAME), monitor),
         tf.keras.callbacks.CSVLogger(str(paths(CSV_NAME)), append=resuming),
         tf.keras.callbacks.TensorBoard(str(plan.output / TENSORBOARD_DIR), write_graph=False),
         *config.callbacks,
