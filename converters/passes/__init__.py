@@ -8,7 +8,8 @@ exact at inference, up to float rounding of the folded constants:
 2. `reorder_pool_batchnorm`: MaxPool → BN with a positive multiplier → BN → MaxPool, so the BN
    fuses into the convolution before it (max commutes with increasing affine maps).
 3. `dense_to_conv`: quantized Dense → Reshape + 1×1 QuantConv2D + Reshape (LCE only lowers
-   convolutions; larq/compute-engine#53).
+   convolutions; larq/compute-engine#53); after a Flatten of an image, one H×W VALID
+   convolution on the image, so activations stay bit-packed (docs/arm64.md).
 4. `split_activation_planes`: k-bit unsigned inputs → k ±1 planes stacked on the batch axis,
    one convolution, then `CombineBitPlanes` (constant term ΣW/2 folded into its bias).
 5. `split_weight_planes`: ±1 inputs with ternary/five-level/k-bit weights → one ±α-kernel
