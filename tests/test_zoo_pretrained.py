@@ -14,7 +14,7 @@ import pytest
 # its 15-epoch recipe measured 98.56% (the paper's 99.04% took 1000 epochs with dropout), so its
 # floor only guards against a broken file or definition.
 TARGETS = {"binarynet_mnist": 0.990, "ternarynet_mnist": 0.993, "dorefanet_mnist": 0.990,
-           "binarynet_mlp_mnist": 0.985}
+           "binarynet_mlp_mnist": 0.985, "binarynet_mcu_mnist": 0.990}
 SHIPPED = [name for name in kbnn.zoo.list_models() if cards.read_card(name)]
 PACKAGE_BUDGET_BYTES = 2 * 1024 * 1024
 
