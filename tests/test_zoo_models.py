@@ -62,7 +62,10 @@ def test_registry_lists_every_model_once_with_metadata():
         kbnn.zoo.get("nope")
 
 
-@pytest.mark.parametrize("name", SMALL)
+# binarynet_mlp_mnist takes 13 CPU s here (the others 4-5 s): outside the fast lane.
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)
+                                  if name == "binarynet_mlp_mnist" else name
+                                  for name in SMALL])
 def test_mnist_model_builds_steps_and_converts(name):
     rng = np.random.default_rng(0)
     model = kbnn.zoo.get(name)
