@@ -196,8 +196,8 @@ def commit_files(
         for name, _ in staged:
             _discard(name)
         if isinstance(err, OSError) and not isinstance(err, KbnnError):
-            target = next((path for name, path in staged if name in str(err)), None)
-            raise _write_error(target or staged[-1][1] if staged else "output", err) from err
+            failed = next((path for name, path in staged if name in str(err)), None)
+            raise _write_error(failed or staged[-1][1] if staged else "output", err) from err
         raise
     for folder in {_folder(path) for _, path in staged}:
         _fsync_folder(folder)
