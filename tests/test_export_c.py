@@ -199,6 +199,14 @@ def test_strided_convolution_is_refused():
         lower(tf.keras.Model(inputs, tf.keras.layers.Flatten()(x)))
 
 
+def test_dense_on_an_unflattened_map_is_refused():
+    x = inputs = tf.keras.Input((6, 6, 1))
+    x = kl.BinaryConv2D(4, 3, input_quantizer=None, name="c1")(x)
+    x = kl.BinaryDense(3, name="per_pixel")(x)
+    with pytest.raises(ExportError, match="per_pixel.*Flatten"):
+        lower(tf.keras.Model(inputs, x))
+
+
 def test_bad_prefix_and_existing_files(binary_export, tmp_path):
     model, _, _ = binary_export
     with pytest.raises(ExportError, match="bad prefix"):

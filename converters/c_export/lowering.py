@@ -369,6 +369,9 @@ def lower(model) -> IntegerNetwork:
         fmt, planes, lut, vmax, in_scale = _input_format(index, layer, *kinds[index], previous)
         kernel_shape, pad, conv_shape = _spatial(layer, shape)
         kernel, w_scale, w_fmt = _integer_kernel(layer)
+        if kernel.size != np.prod(kernel_shape):
+            raise ExportError(f"layer {layer.name!r}: a dense layer on an unflattened "
+                              f"{shape} map is not supported (add a Flatten before it)")
         kernel = kernel.reshape(kernel_shape)
         if w_fmt == "int8" and fmt not in ("u8", "i8"):
             raise ExportError(f"layer {layer.name!r}: float kernels need byte activations")
