@@ -195,7 +195,8 @@ def test_cli_usage_errors_are_one_line(saved_model, tmp_path, capsys, argv, mess
 def test_cli_missing_model(tmp_path, capsys):
     rc = cli.main(["compress", str(tmp_path / "none.keras"), "--bits", "4", "-o",
                    str(tmp_path / "x.kbz")])
-    assert rc == 2 and "not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "none.keras' does not exist" in err and err.count("\n") == 1
 
 
 def test_cli_reports_mnist_accuracy_per_stage(mnist_available, tmp_path, capsys):

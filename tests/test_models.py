@@ -239,7 +239,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
     assert main(["summary", str(bad)]) == 2
-    assert "cannot load model" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.h5' is not a Keras model file" in err and err.count("\n") == 1
     assert main(["summary", "no_such_model_anywhere"]) == 2
     assert "no_such_model_anywhere" in capsys.readouterr().err
 

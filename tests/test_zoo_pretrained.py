@@ -77,6 +77,8 @@ def test_corrupted_package_weights_give_a_sha_error(name, tmp_path, monkeypatch)
 
 def test_cards_are_valid_json_with_known_fields():
     for path in cards.package_dir("cards").glob("*.json"):
+        if path.name == "_registry.json":  # the zoo index `kbnn zoo list` reads, not a card
+            continue
         card = json.loads(path.read_text())
         assert set(card) <= set(cards.CARD_FIELDS)
         assert card["name"] == path.stem
