@@ -121,6 +121,14 @@ def _out_words(layer: IntegerLayer) -> int:
     return 0
 
 
+def uses_input_planes(layer: IntegerLayer) -> bool:
+    """Whether the C runs `layer` by bit planes of the raw image (`kbnn_u8_planes`): one input
+    channel, at most 32 taps and 4 pooling positions; must follow `planes_ok` in runtime.c.in."""
+    kh, kw = layer.kernel.shape[:2]
+    return (window_words(layer) > 0 and layer.in_format == "u8" and layer.in_shape[2] == 1
+            and kh * kw <= 32 and layer.pool[0] * layer.pool[1] <= 4)
+
+
 def window_words(layer: IntegerLayer) -> int:
     """Words of the gathered input window of the C's fast paths (0: none or the input itself);
     must follow `kbnn_fast_kind` / `kbnn_gather` in runtime.c.in."""
@@ -186,7 +194,7 @@ def _header(network: IntegerNetwork, weight_bytes: int, arena_bytes: int) -> str
 #define KBNN_INPUT_SIZE {h * w * c}
 #define KBNN_NUM_CLASSES {network.num_classes}
 #define KBNN_WEIGHT_BYTES {weight_bytes} /* const data in flash */
-#define KBNN_ARENA_BYTES {arena_bytes} /* static RAM: activation arena + input window */
+#define KBNN_ARENA_BYTES {arena_bytes} /* static RAM: activation arena + input window + planes */
 
 #ifdef __cplusplus
 extern "C" {{
@@ -222,8 +230,10 @@ def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
     table = ",\n".join(_descriptor(i, layer, all_arrays[i])
                        for i, layer in enumerate(network.layers))
     window = max([window_words(layer) for layer in network.layers] + [1])
+    plane_sets = 4 if any(uses_input_planes(layer) for layer in network.layers) else 0
     runtime = (RUNTIME.read_text().replace("@POPCOUNT_TABLE@", _popcount_table())
-               .replace("@WINDOW_WORDS@", str(window)))
+               .replace("@WINDOW_WORDS@", str(window))
+               .replace("@PLANE_SETS@", str(plane_sets)))
     source = (
         f'#include "kbnn_model.h"\n\n{runtime}\n'
         f"/* weights and folded parameters (const: flash) */\n{data}\n"
@@ -236,7 +246,7 @@ def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
         "        if (scores[i] > scores[best]) {\n            best = i;\n        }\n    }\n"
         "    return best;\n}\n"
     )
-    ram = (arena_words + window) * 4
+    ram = (arena_words + window + plane_sets * 9) * 4
     header = _header(network, weight_bytes, ram)
     return CSources(_rename(header, prefix), _rename(source, prefix), weight_bytes, ram)
 
