@@ -16,13 +16,14 @@ weighted sum back and adds the constant term (and any folded batch normalisation
 
 from __future__ import annotations
 
+from kbnn._registry import register
 from kbnn.converters import levels as klevels
 
 import larq as lq
 import numpy as np
 import tensorflow as tf
 
-_register = tf.keras.utils.register_keras_serializable(package="kbnn")
+_register = register  # kbnn>Name, like every kbnn Keras object
 
 
 @_register

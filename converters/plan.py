@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from kbnn.converters import levels as klevels
 from kbnn.converters.errors import ConversionError
+from kbnn.normalization import ShiftBatchNormalization
 
 import larq as lq
 import numpy as np
@@ -109,13 +110,7 @@ _KERNEL_LAYERS = (L.Conv1D, L.Conv2D, L.Dense, L.DepthwiseConv2D, L.SeparableCon
 
 @functools.cache
 def _extra_supported():
-    found = []
-    try:
-        from kbnn.normalization import ShiftBatchNormalization
-
-        found.append(ShiftBatchNormalization)
-    except ImportError:  # pragma: no cover - optional module
-        pass
+    found: list[type] = [ShiftBatchNormalization]
     from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
 
     found += [ActivationBitPlanes, CombineBitPlanes]

@@ -22,6 +22,7 @@ from kbnn.converters import levels as klevels
 from kbnn.converters.flatbuffer import FlatbufferModel, Operator, format_table
 from kbnn.converters.graph import all_layers, call_counts, origin, producer
 from kbnn.converters.plan import Lowering, plan_layer
+from kbnn.normalization import ShiftBatchNormalization
 
 import numpy as np
 import tensorflow as tf
@@ -400,10 +401,6 @@ def build_report(original, lowered, flatbuffer: FlatbufferModel) -> ConversionRe
 
 
 def _fusable_types() -> tuple[type, ...]:
-    try:
-        from kbnn.normalization import ShiftBatchNormalization
-    except ImportError:  # pragma: no cover - optional module
-        return _FUSABLE
     return _FUSABLE + (ShiftBatchNormalization,)
 
 

@@ -9,6 +9,7 @@ from kbnn.converters.passes._common import (
     call_with_weights,
     single_input,
 )
+from kbnn.normalization import ShiftBatchNormalization
 
 import numpy as np
 import tensorflow as tf
@@ -19,22 +20,13 @@ L = tf.keras.layers
 _BN_EPSILON = 1e-3
 
 
-def _shift_bn_class():
-    try:
-        from kbnn.normalization import ShiftBatchNormalization
-    except ImportError:  # pragma: no cover - optional module
-        return None
-    return ShiftBatchNormalization
-
-
 def fold_shift_batchnorm(model):
     """Replace every ShiftBatchNormalization by the BatchNormalization with the same inference
     map x·m + c (moving mean 0, moving variance 1 − ε, γ = m, β = c), which LCE fuses."""
     model = flatten(model)
-    shift_bn = _shift_bn_class()
     targets = {}
     for layer in model.layers:
-        if shift_bn is not None and isinstance(layer, shift_bn):
+        if isinstance(layer, ShiftBatchNormalization):
             rank = len(layer.input_shape)
             if not acts_on_last_axis(layer, rank):
                 continue
