@@ -19,15 +19,22 @@ import sys  # noqa: E402
 from kbnn._version import __version__  # noqa: E402,F401  (the one place it is written)
 
 _LAZY_SUBMODULES = (
+    "activations",
     "analysis",
+    "apps",
     "compression",
     "converters",
     "data",
     "distribute",
+    "imagenet",
+    "initializers",
+    "kernels",
     "layers",
     "math",
     "models",
+    "normalization",
     "optimizers",
+    "plotting",
     "quantizers",
     "zoo",
 )

@@ -58,13 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show TensorFlow's own log output (hidden by default)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"kbnn.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"kbnn.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"kbnn.cli.{name}").register(subparsers)
     for name, sub in subparsers.choices.items():
         if name in LOADS_MODELS:
             sub.add_argument("--unsafe", action="store_true",
