@@ -56,6 +56,22 @@ def allow_unsafe(allowed: bool) -> None:
     _UNSAFE_BY_DEFAULT[0] = bool(allowed)
 _SAFE_MODULE_ROOTS = ("keras", "tf_keras", "tensorflow", "larq", "larq_zoo", "kbnn",
                       "builtins", "numpy")
+# Modules whose *types* (tuple, numpy.float32, ...) may appear in a config, never their functions:
+# a plain function named there (`builtins.exec`, `builtins.input`, `numpy.load`) would be called
+# by Keras with the layer's tensors.
+_DATA_MODULE_ROOTS = ("builtins", "numpy")
+
+
+def _check_data_type(module: str, name: str, shown: str, where: str) -> None:
+    import importlib
+
+    try:
+        found = getattr(importlib.import_module(module), name, None)
+    except ImportError:
+        found = None
+    if not isinstance(found, type) or issubclass(found, BaseException):
+        raise ModelLoadError(f"{where} names {shown} of module {module!r}, which is not a plain "
+                             "data type; only Keras, TensorFlow, larq and kbnn functions are loaded")
 
 
 def detect_format(path) -> str:
@@ -124,6 +140,10 @@ def check_config(config, where: str) -> None:
         if isinstance(module, str) and module.split(".")[0] not in _SAFE_MODULE_ROOTS:
             raise ModelLoadError(f"{where} names module {module!r} (class {name!r}); only "
                                  "Keras, TensorFlow, larq and kbnn objects are loaded")
+        if isinstance(module, str) and module.split(".")[0] in _DATA_MODULE_ROOTS:
+            shown = f"function {node.get('config')!r}" if name == "function" else repr(name)
+            _check_data_type(module, name, shown, where)
+            continue
         registered_name = node.get("registered_name")
         if name in registered or registered_name in registered or name in _KERAS_INTERNAL:
             continue

@@ -92,6 +92,24 @@ def _rename_class(config, old: str, new: str, module: str | None = None):
     return config
 
 
+def _set_activation(config, module: str, function: str):
+    """Every layer's activation becomes the plain function `module.function` (Keras v3 form)."""
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "activation" in node:
+                node["activation"] = {"module": module, "class_name": "function",
+                                      "config": function, "registered_name": function}
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(config)
+    return config
+
+
 def _flip(source: pathlib.Path, path: pathlib.Path, offset: int) -> pathlib.Path:
     data = bytearray(source.read_bytes())
     data[offset % len(data)] ^= 0xFF
@@ -134,6 +152,10 @@ def model_inputs(folder: pathlib.Path, canary: pathlib.Path, tflite: bytes) -> d
     cases["zip_foreign_module"] = _rewrite_zip_config(
         good_keras, folder / "foreign_module.keras",
         lambda c: _rename_class(c, "Flatten", "system", module="os"))
+    for module, function in (("builtins", "exec"), ("builtins", "input"), ("numpy", "load")):
+        cases[f"zip_{module}_{function}_activation"] = _rewrite_zip_config(
+            good_keras, folder / f"{module}_{function}.keras",
+            lambda c, m=module, f=function: _set_activation(c, m, f))
     cases["zip_unknown_class"] = _rewrite_zip_config(
         good_keras, folder / "unknown_class.keras",
         lambda c: _rename_class(c, "Flatten", "Evil"))
