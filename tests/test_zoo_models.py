@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-SMALL = ["binarynet_mnist", "ternarynet_mnist", "dorefanet_mnist", "binarynet_mlp_mnist"]
+SMALL = [name for name in kbnn.zoo.list_models() if kbnn.zoo.spec(name).dataset == "mnist"]
 LARGE = [name for name in kbnn.zoo.list_models() if name not in SMALL]
 # Layer types outside kbnn.converters' checked list that a definition uses on purpose.
 UNCHECKED_LAYERS = {"reactnet_a"}  # kbnn.activations.LearnedShift (RSign / RPReLU shifts)
