@@ -117,6 +117,19 @@ def input_encoding(layer) -> InputEncoding:
     return InputEncoding("unknown", getattr(quantizer, "precision", None) or 32, name)
 
 
+def is_ternary_quantizer(quantizer) -> bool:
+    """True when `quantizer` maps the probe grid onto exactly {−a, 0, +a} (e.g. larq's
+    SteTern): LCE's converter lowers such input quantizers as sign, with sign(0) = +1."""
+    if quantizer is None or is_sign_quantizer(quantizer):
+        return False
+    try:
+        outputs = np.asarray(quantizer(tf.constant(_PROBE)), dtype=np.float64)
+    except Exception:  # a quantizer that cannot run eagerly on a vector is not classified
+        return False
+    values = np.unique(np.round(outputs, 6))
+    return values.size == 3 and values[1] == 0.0 and np.isclose(values[0], -values[2])
+
+
 def unsigned_bits(quantizer) -> int | None:
     """k when `quantizer` maps every input to one of i/n, i = 0..n, n = 2^k − 1 (checked on a
     probe grid that covers both ends, the rounding midpoints and values outside [0, 1])."""

@@ -145,6 +145,14 @@ def unsupported_reason(layer) -> str | None:
 def check_supported(layers, *, allow_unknown: bool = False) -> None:
     """Raise ConversionError naming the first layer that cannot be converted."""
     for layer in layers:
+        quantizer = getattr(layer, "input_quantizer", None)
+        if klevels.is_ternary_quantizer(quantizer):
+            raise ConversionError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) cannot be converted: its input "
+                f"quantizer {klevels.quantizer_name(quantizer)} is ternary ({{−a, 0, +a}}), and "
+                "LCE's converter lowers it as sign with sign(0) = +1, which would silently "
+                "disagree with Keras; use a ±1 (ste_sign) or unsigned k-bit input quantizer."
+            )
         reason = unsupported_reason(layer)
         if reason is None:
             continue

@@ -478,3 +478,19 @@ def test_residual_binary_blocks_agree_tightly_away_from_sign_ties():
     report = conversion.verification
     assert report.argmax_agreement == 1.0
     assert report.max_abs_diff <= report.outputs[0].tolerance
+
+
+@pytest.mark.parametrize("input_quantizer", ["ste_tern", lq.quantizers.SteTern(threshold_value=0.2)])
+def test_ternary_input_quantizer_is_refused_not_silently_binarized(input_quantizer):
+    """LCE lowers a ternary input quantizer as sign with sign(0) = +1: refused up front."""
+    inputs = tf.keras.Input((6, 6, 4))
+    x = lq.layers.QuantConv2D(8, 3, input_quantizer=input_quantizer,
+                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
+                              name="tern_conv")(inputs)
+    model = tf.keras.Model(inputs, tf.keras.layers.Flatten()(x))
+    with pytest.raises(ConversionError, match=r"'tern_conv'.*ternary.*sign\(0\) = \+1"):
+        converters.convert(model)
+    assert converters.levels.is_ternary_quantizer(lq.quantizers.SteTern())
+    for other in (lq.quantizers.SteSign(), lq.quantizers.SteHeaviside(),
+                  kbnn.quantizers.DoReFaActivation(2)):
+        assert not converters.levels.is_ternary_quantizer(other)
