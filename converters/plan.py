@@ -71,14 +71,14 @@ _SUPPORTED = (
     L.UpSampling2D,
     L.Rescaling,
     lq.quantizers.Quantizer,  # quantizers used as layers (kbnn.layers.Sign, GradientQuantizer)
+    # An in-memory Lambda is opaque to the passes and traced by LCE's converter like plain LCE
+    # does (MeliusNet's grouped-conv split, RealToBinaryNet's identity); its code is already
+    # running, so there is no loading risk. Loading a *file* with a Lambda stays refused
+    # (kbnn._loading, docs/security.md).
+    L.Lambda,
 )
 
 _UNSUPPORTED: tuple[tuple[tuple[type, ...], str], ...] = (
-    (
-        (L.Lambda,),
-        "a Lambda layer runs arbitrary Python that cannot be analysed, rewritten or saved "
-        "reliably; replace it with a built-in or a registered custom layer",
-    ),
     (
         (L.RNN, L.LSTM, L.GRU, L.SimpleRNN, L.Bidirectional, L.ConvLSTM2D, L.TimeDistributed),
         "recurrent layers have no binary kernel in Larq Compute Engine and are not supported "

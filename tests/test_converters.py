@@ -262,7 +262,6 @@ def test_float_fallback_is_reported():
     [
         (tf.keras.layers.LSTM(4, name="rnn"), (5, 3), "recurrent"),
         (tf.keras.layers.Conv3D(2, 2, name="vol"), (4, 4, 4, 1), "3-D"),
-        (tf.keras.layers.Lambda(lambda t: t * 2, name="fn"), (4,), "Lambda"),
     ],
 )
 def test_unsupported_layers_raise_naming_the_layer(layer, shape, reason, tmp_path):
@@ -494,3 +493,18 @@ def test_ternary_input_quantizer_is_refused_not_silently_binarized(input_quantiz
     for other in (lq.quantizers.SteSign(), lq.quantizers.SteHeaviside(),
                   kbnn.quantizers.DoReFaActivation(2)):
         assert not converters.levels.is_ternary_quantizer(other)
+
+
+def test_in_memory_lambda_is_converted_as_an_opaque_layer():
+    """A Lambda between binary convolutions (a grouped-conv split, as in MeliusNet) converts and
+    verifies against Keras; only *loading* a file with a Lambda is refused (kbnn._loading)."""
+    inputs = tf.keras.Input((8, 8, 32))
+    x = kl.BinaryConv2D(32, 3, padding="same", pad_values=1.0, name="b1")(inputs)
+    x = tf.keras.layers.BatchNormalization(name="bn")(x)
+    x = tf.keras.layers.Lambda(lambda t: t[..., :16] + t[..., 16:], name="split_add")(x)
+    x = kl.BinaryConv2D(16, 3, name="b2")(x)
+    model = tf.keras.Model(inputs, tf.keras.layers.GlobalAveragePooling2D()(x))
+    randomize_weights(model, seed=5)
+    x = np.random.default_rng(5).normal(size=(8, 8, 8, 32)).astype(np.float32)
+    conversion = converters.convert(model, verify_with=x)
+    assert conversion.ops["LceBconv2d"] == 2 and conversion.ops["STRIDED_SLICE"] == 2
