@@ -165,9 +165,7 @@ def run(name: str, args, train, validation, test) -> dict:
         finetune_compile_fn=pipeline.default_compile(args.finetune_lr),
         verbose=args.verbose,
     )
-    result = compression.compress(
-        model, config, train_data=train, test_data=test, output=output
-    )
+    result = compression.compress(model, config, train_data=train, test_data=test, output=output)
     compress_seconds = time.time() - start
     print(
         f"\n## {model.name}: DeepCompression stages (test accuracy on the 10,000 MNIST "

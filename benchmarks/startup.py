@@ -19,8 +19,10 @@ import sys
 import time
 
 CLI = "import sys; sys.argv = ['kbnn', *sys.argv[1:]]; from kbnn.cli import main; sys.exit(main())"
-EAGER_HELP = ("import kbnn; kbnn.register_keras_objects(); from kbnn.cli import build_parser; "
-              "build_parser().format_help()")
+EAGER_HELP = (
+    "import kbnn; kbnn.register_keras_objects(); from kbnn.cli import build_parser; "
+    "build_parser().format_help()"
+)
 CASES = (
     ("python -c pass", ["-c", "pass"]),
     ("kbnn --help", ["-c", CLI, "--help"]),
@@ -32,8 +34,9 @@ CASES = (
 
 def _time(argv: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, *argv], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 

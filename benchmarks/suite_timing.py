@@ -26,8 +26,7 @@ SUMMARY = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|dese
 
 def run_lane(lane: str, workers: int, slowest: int, paths: list[str]) -> dict:
     """Run one lane of `pytest -q`; return its wall and CPU seconds and outcome counts."""
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *LANES[lane],
-               *paths]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *LANES[lane], *paths]
     if workers:
         command += ["-n", str(workers)]
     if slowest:
@@ -40,8 +39,15 @@ def run_lane(lane: str, workers: int, slowest: int, paths: list[str]) -> dict:
     cpu = _children_cpu() - cpu_before
     tail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     counts = {kind.rstrip("s"): int(n) for n, kind in SUMMARY.findall(tail)}
-    return {"lane": lane, "workers": workers, "wall": wall, "cpu": cpu, "counts": counts,
-            "load": (load_before, os.getloadavg()[0]), "output": result.stdout}
+    return {
+        "lane": lane,
+        "workers": workers,
+        "wall": wall,
+        "cpu": cpu,
+        "counts": counts,
+        "load": (load_before, os.getloadavg()[0]),
+        "output": result.stdout,
+    }
 
 
 def _children_cpu() -> float:
@@ -53,8 +59,9 @@ def _children_cpu() -> float:
 def slowest_section(output: str) -> str:
     """pytest's `slowest durations` block from a run's output."""
     lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if "slowest" in line and "durations" in line),
-                 None)
+    start = next(
+        (i for i, line in enumerate(lines) if "slowest" in line and "durations" in line), None
+    )
     if start is None:
         return ""
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("=")), len(lines))
@@ -64,23 +71,35 @@ def slowest_section(output: str) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lanes", nargs="+", default=["fast"], choices=sorted(LANES))
-    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2],
-                        help="0 = serial; N = pytest-xdist with N workers (needs pytest-xdist)")
+    parser.add_argument(
+        "--workers",
+        nargs="+",
+        type=int,
+        default=[0, 2],
+        help="0 = serial; N = pytest-xdist with N workers (needs pytest-xdist)",
+    )
     parser.add_argument("--slowest", type=int, default=0, metavar="N")
     parser.add_argument("paths", nargs="*", help="test files or folders (default: tests/)")
     args = parser.parse_args(argv)
 
-    rows = [run_lane(lane, workers, args.slowest if not index else 0, args.paths)
-            for index, (lane, workers) in enumerate(
-                (lane, workers) for lane in args.lanes for workers in args.workers)]
-    print(f"{'lane':<6} {'workers':>7} {'wall s':>8} {'CPU s':>8} {'passed':>7} {'failed':>7} "
-          f"{'skipped':>8} {'load 1-min before/after':>24}")
+    rows = [
+        run_lane(lane, workers, args.slowest if not index else 0, args.paths)
+        for index, (lane, workers) in enumerate(
+            (lane, workers) for lane in args.lanes for workers in args.workers
+        )
+    ]
+    print(
+        f"{'lane':<6} {'workers':>7} {'wall s':>8} {'CPU s':>8} {'passed':>7} {'failed':>7} "
+        f"{'skipped':>8} {'load 1-min before/after':>24}"
+    )
     for row in rows:
         counts = row["counts"]
-        print(f"{row['lane']:<6} {row['workers'] or 'serial':>7} {row['wall']:>8.1f} "
-              f"{row['cpu']:>8.1f} "
-              f"{counts.get('passed', 0):>7} {counts.get('failed', 0) + counts.get('error', 0):>7} "
-              f"{counts.get('skipped', 0):>8} {row['load'][0]:>11.1f} / {row['load'][1]:<10.1f}")
+        print(
+            f"{row['lane']:<6} {row['workers'] or 'serial':>7} {row['wall']:>8.1f} "
+            f"{row['cpu']:>8.1f} "
+            f"{counts.get('passed', 0):>7} {counts.get('failed', 0) + counts.get('error', 0):>7} "
+            f"{counts.get('skipped', 0):>8} {row['load'][0]:>11.1f} / {row['load'][1]:<10.1f}"
+        )
     print(f"\n{os.cpu_count()} CPUs visible; python {sys.version.split()[0]}")
     if args.slowest:
         print("\n" + slowest_section(rows[0]["output"]))

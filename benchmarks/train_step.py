@@ -218,7 +218,10 @@ def fit_quality(kernels: int = 500):
         exact = _exact_fit_error(w.astype(np.float64)) + 1e-9
         levels, scale = kq.FiveLevelWeight().integer_levels(w[:, None])
         kbnn_error = ((w - scale.numpy()[0] * levels.numpy()[:, 0]) ** 2).sum() + 1e-9
-        for name, error in (("kbnn", kbnn_error), ("lloyd", _lloyd_fit_error(w.astype(np.float64)) + 1e-9)):
+        for name, error in (
+            ("kbnn", kbnn_error),
+            ("lloyd", _lloyd_fit_error(w.astype(np.float64)) + 1e-9),
+        ):
             ratios[name].append(error / exact)
             if error / exact >= worst.get(name, (0,))[0]:
                 worst[name] = (error / exact, n, kind)
@@ -234,8 +237,9 @@ def fit_quality(kernels: int = 500):
 def _train_step_ops(model, x, y) -> int:
     """Ops in the traced training step (load-independent: equal graphs cost the same)."""
     step = tf.function(model.train_step)
-    graph = step.get_concrete_function((tf.TensorSpec(x.shape, tf.float32),
-                                        tf.TensorSpec(y.shape, tf.int64))).graph
+    graph = step.get_concrete_function(
+        (tf.TensorSpec(x.shape, tf.float32), tf.TensorSpec(y.shape, tf.int64))
+    ).graph
     return len(graph.get_operations())
 
 
@@ -247,10 +251,16 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--jit", action="store_true")
     parser.add_argument("--only", nargs="*", default=None, help="subset of model names")
-    parser.add_argument("--quantizers", action="store_true",
-                        help="time each kernel quantizer alone on the 3136×256 dense kernel")
-    parser.add_argument("--fit-quality", action="store_true",
-                        help="five-level fit error vs the exact least-squares optimum")
+    parser.add_argument(
+        "--quantizers",
+        action="store_true",
+        help="time each kernel quantizer alone on the 3136×256 dense kernel",
+    )
+    parser.add_argument(
+        "--fit-quality",
+        action="store_true",
+        help="five-level fit error vs the exact least-squares optimum",
+    )
     args = parser.parse_args(argv)
     if args.fit_quality:
         fit_quality()
@@ -299,8 +309,10 @@ def main(argv=None):
             overhead = f"{median[name] - median[reference]:+.1f}"
         else:
             ratio, overhead = "—", "—"
-        print(f"| {name} | {median[name]:.1f} | {q1:.1f}–{q3:.1f} | {ratio} | {overhead} "
-              f"| {ops[name]} |")
+        print(
+            f"| {name} | {median[name]:.1f} | {q1:.1f}–{q3:.1f} | {ratio} | {overhead} "
+            f"| {ops[name]} |"
+        )
     if {"kbnn BinaryNet", "larq BinaryNet"} <= set(median):
         print(
             f"\nkbnn / larq = {median['kbnn BinaryNet'] / median['larq BinaryNet']:.3f} "

@@ -13,8 +13,8 @@ import sys
 import threading
 from dataclasses import dataclass, field
 
-from kbnn.converters import passes
 from kbnn._io import write_atomic
+from kbnn.converters import passes
 from kbnn.converters.errors import ConversionError
 from kbnn.converters.flatbuffer import read_flatbuffer
 from kbnn.converters.graph import all_layers, check_graph_network

@@ -197,8 +197,10 @@ def check_matches(model, flatbuffer: bytes) -> None:
     """Raise VerificationError unless `model` has the flatbuffer's per-sample input and
     output shapes (e.g. `kbnn bench FLATBUFFER --model M` given an unrelated model)."""
     graph = read_flatbuffer(bytes(flatbuffer)).main
-    for kind, indices, tensors in (("input", graph.inputs, model.inputs),
-                                   ("output", graph.outputs, model.outputs)):
+    for kind, indices, tensors in (
+        ("input", graph.inputs, model.inputs),
+        ("output", graph.outputs, model.outputs),
+    ):
         theirs = sorted(tuple(graph.tensors[i].shape[1:]) for i in indices if i >= 0)
         ours = sorted(tuple(int(d) for d in t.shape[1:]) for t in tensors)
         if theirs != ours:

@@ -17,22 +17,39 @@ import tensorflow as tf
 MNIST_TRAIN_SIZE = 60_000
 
 
-def parse_args(description: str, learning_rate: float, argv=None,
-               add_arguments=None) -> argparse.Namespace:
+def parse_args(
+    description: str, learning_rate: float, argv=None, add_arguments=None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     if add_arguments:
         add_arguments(parser)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="steps per epoch (default: one pass over the 60,000 images)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps per epoch (default: one pass over the 60,000 images)",
+    )
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=learning_rate,
-                        help="Adam learning rate, cosine-decayed to 0 over the run")
-    parser.add_argument("--eval-steps", type=int, default=None,
-                        help="test batches to evaluate (default: the whole test split)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=learning_rate,
+        help="Adam learning rate, cosine-decayed to 0 over the run",
+    )
+    parser.add_argument(
+        "--eval-steps",
+        type=int,
+        default=None,
+        help="test batches to evaluate (default: the whole test split)",
+    )
     parser.add_argument("--jit", action="store_true", help="compile the train step with XLA")
-    parser.add_argument("--save", type=pathlib.Path, default=None,
-                        help="write the trained model here (.keras or .h5)")
+    parser.add_argument(
+        "--save",
+        type=pathlib.Path,
+        default=None,
+        help="write the trained model here (.keras or .h5)",
+    )
     args = parser.parse_args(argv)
     for name in ("epochs", "steps", "batch_size", "eval_steps"):
         value = getattr(args, name)
@@ -41,8 +58,9 @@ def parse_args(description: str, learning_rate: float, argv=None,
     return args
 
 
-def run(build_model, description: str, learning_rate: float, argv=None,
-        add_arguments=None) -> float:
+def run(
+    build_model, description: str, learning_rate: float, argv=None, add_arguments=None
+) -> float:
     """Train `build_model(args)` on MNIST with Adam, print larq's summary and the test accuracy.
 
     `add_arguments(parser)` may add example-specific options, read back from `args`.

@@ -18,8 +18,10 @@ from _mnist_recipe import run
 
 def build_model(args=None) -> tf.keras.Model:
     def bn_htanh():
-        return [tf.keras.layers.BatchNormalization(momentum=0.9, scale=False),
-                tf.keras.layers.Activation("hard_tanh")]
+        return [
+            tf.keras.layers.BatchNormalization(momentum=0.9, scale=False),
+            tf.keras.layers.Activation("hard_tanh"),
+        ]
 
     return tf.keras.Sequential(
         [

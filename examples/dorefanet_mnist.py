@@ -49,8 +49,12 @@ def build_model(args=None) -> tf.keras.Model:
 
 
 def _add_arguments(parser):
-    parser.add_argument("--bit-g", type=int, default=None,
-                        help="quantize gradients to this many bits (GradientQuantizer)")
+    parser.add_argument(
+        "--bit-g",
+        type=int,
+        default=None,
+        help="quantize gradients to this many bits (GradientQuantizer)",
+    )
 
 
 if __name__ == "__main__":

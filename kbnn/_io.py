@@ -74,8 +74,9 @@ def _new_temporary(path: pathlib.Path) -> str:
             prefix=f".{path.name}.{os.getpid()}.", suffix=f".tmp{path.suffix}", dir=folder
         )
     except PermissionError as err:
-        raise UsageError(f"cannot write {str(path)!r}: folder {str(folder)!r} is not "
-                         "writable") from err
+        raise UsageError(
+            f"cannot write {str(path)!r}: folder {str(folder)!r} is not writable"
+        ) from err
     os.close(fd)
     _PENDING.add(name)
     return name
@@ -86,7 +87,7 @@ def _sweep_stale(path: pathlib.Path) -> None:
     loss): their names carry the writer's pid."""
     prefix = f".{path.name}."
     for candidate in _folder(path).glob(f"{glob.escape(prefix)}*.tmp*"):
-        pid = candidate.name[len(prefix):].split(".", 1)[0]
+        pid = candidate.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             with contextlib.suppress(OSError):
                 candidate.unlink()
@@ -241,8 +242,10 @@ def check_output(path, *, inputs: Sequence = (), flag: str = "--output") -> path
         raise UsageError(f"{shown} exists and is not a regular file")
     for source in inputs:
         if source is not None and _same_file(path, pathlib.Path(source)):
-            raise UsageError(f"{shown} is the input file {str(source)!r}; writing it would "
-                             "destroy the input, choose another name")
+            raise UsageError(
+                f"{shown} is the input file {str(source)!r}; writing it would "
+                "destroy the input, choose another name"
+            )
     return path
 
 

@@ -27,8 +27,14 @@ import zipfile
 
 from kbnn.errors import MissingFileError, ModelLoadError
 
-__all__ = ["UNSAFE_WARNING", "allow_unsafe", "check_config", "detect_format", "load_model",
-           "model_file"]
+__all__ = [
+    "UNSAFE_WARNING",
+    "allow_unsafe",
+    "check_config",
+    "detect_format",
+    "load_model",
+    "model_file",
+]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -43,9 +49,22 @@ UNSAFE_WARNING = (
 
 # Objects that Keras serializes under names outside its public namespaces.
 _KERAS_INTERNAL = {
-    "Functional", "Sequential", "Model", "Policy", "DTypePolicy", "TFOpLambda",
-    "SlicingOpLambda", "__tuple__", "__numpy__", "__bytes__", "__typespec__", "__tensor__",
-    "__ellipsis__", "__slice__", "function", "SharedObjectConfig",
+    "Functional",
+    "Sequential",
+    "Model",
+    "Policy",
+    "DTypePolicy",
+    "TFOpLambda",
+    "SlicingOpLambda",
+    "__tuple__",
+    "__numpy__",
+    "__bytes__",
+    "__typespec__",
+    "__tensor__",
+    "__ellipsis__",
+    "__slice__",
+    "function",
+    "SharedObjectConfig",
 }
 _REFUSED = {"Lambda", "__lambda__"}
 _UNSAFE_BY_DEFAULT = [False]  # set by the CLI's --unsafe for the whole command
@@ -54,8 +73,18 @@ _UNSAFE_BY_DEFAULT = [False]  # set by the CLI's --unsafe for the whole command
 def allow_unsafe(allowed: bool) -> None:
     """Make `load_model(path)` (safe_mode not given) skip the checks; the CLI's --unsafe."""
     _UNSAFE_BY_DEFAULT[0] = bool(allowed)
-_SAFE_MODULE_ROOTS = ("keras", "tf_keras", "tensorflow", "larq", "larq_zoo", "kbnn",
-                      "builtins", "numpy")
+
+
+_SAFE_MODULE_ROOTS = (
+    "keras",
+    "tf_keras",
+    "tensorflow",
+    "larq",
+    "larq_zoo",
+    "kbnn",
+    "builtins",
+    "numpy",
+)
 # Modules whose *types* (tuple, numpy.float32, ...) may appear in a config, never their functions:
 # a plain function named there (`builtins.exec`, `builtins.input`, `numpy.load`) would be called
 # by Keras with the layer's tensors.
@@ -70,8 +99,10 @@ def _check_data_type(module: str, name: str, shown: str, where: str) -> None:
     except ImportError:
         found = None
     if not isinstance(found, type) or issubclass(found, BaseException):
-        raise ModelLoadError(f"{where} names {shown} of module {module!r}, which is not a plain "
-                             "data type; only Keras, TensorFlow, larq and kbnn functions are loaded")
+        raise ModelLoadError(
+            f"{where} names {shown} of module {module!r}, which is not a plain "
+            "data type; only Keras, TensorFlow, larq and kbnn functions are loaded"
+        )
 
 
 def detect_format(path) -> str:
@@ -102,9 +133,17 @@ def detect_format(path) -> str:
 def _known_builtin(name: str) -> bool:
     import tensorflow as tf
 
-    namespaces = (tf.keras.layers, tf.keras.initializers, tf.keras.regularizers,
-                  tf.keras.constraints, tf.keras.activations, tf.keras.optimizers,
-                  tf.keras.optimizers.schedules, tf.keras.losses, tf.keras.metrics)
+    namespaces = (
+        tf.keras.layers,
+        tf.keras.initializers,
+        tf.keras.regularizers,
+        tf.keras.constraints,
+        tf.keras.activations,
+        tf.keras.optimizers,
+        tf.keras.optimizers.schedules,
+        tf.keras.losses,
+        tf.keras.metrics,
+    )
     return any(isinstance(getattr(space, name, None), type) for space in namespaces)
 
 
@@ -127,19 +166,25 @@ def check_config(config, where: str) -> None:
     registered = tf.keras.utils.get_custom_objects()
     for node in _nodes(config):
         if node.get("function_type") == "lambda":
-            raise ModelLoadError(f"{where} contains serialized Python code (a lambda); "
-                                 "refused (see docs/security.md, or load with --unsafe)")
+            raise ModelLoadError(
+                f"{where} contains serialized Python code (a lambda); "
+                "refused (see docs/security.md, or load with --unsafe)"
+            )
         name = node.get("class_name")
         if not isinstance(name, str):
             continue
         if name in _REFUSED:
-            raise ModelLoadError(f"{where} contains a {name} layer, which runs Python code "
-                                 "stored in the file; refused (docs/security.md; --unsafe / "
-                                 "safe_mode=False loads it if you trust the file)")
+            raise ModelLoadError(
+                f"{where} contains a {name} layer, which runs Python code "
+                "stored in the file; refused (docs/security.md; --unsafe / "
+                "safe_mode=False loads it if you trust the file)"
+            )
         module = node.get("module")
         if isinstance(module, str) and module.split(".")[0] not in _SAFE_MODULE_ROOTS:
-            raise ModelLoadError(f"{where} names module {module!r} (class {name!r}); only "
-                                 "Keras, TensorFlow, larq and kbnn objects are loaded")
+            raise ModelLoadError(
+                f"{where} names module {module!r} (class {name!r}); only "
+                "Keras, TensorFlow, larq and kbnn objects are loaded"
+            )
         if isinstance(module, str) and module.split(".")[0] in _DATA_MODULE_ROOTS:
             shown = f"function {node.get('config')!r}" if name == "function" else repr(name)
             _check_data_type(module, name, shown, where)
@@ -148,8 +193,10 @@ def check_config(config, where: str) -> None:
         if name in registered or registered_name in registered or name in _KERAS_INTERNAL:
             continue
         if module is None and not _known_builtin(name):
-            raise ModelLoadError(f"{where} contains class {name!r}, which neither Keras nor "
-                                 "kbnn/larq registers; refused")
+            raise ModelLoadError(
+                f"{where} contains class {name!r}, which neither Keras nor "
+                "kbnn/larq registers; refused"
+            )
 
 
 def _hdf5_config(path: pathlib.Path, shown: str) -> dict:
@@ -159,16 +206,21 @@ def _hdf5_config(path: pathlib.Path, shown: str) -> dict:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
     except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelLoadError(f"{shown} is not a readable HDF5 file (truncated or corrupt: "
-                             f"{_short(err)})") from err
+        raise ModelLoadError(
+            f"{shown} is not a readable HDF5 file (truncated or corrupt: {_short(err)})"
+        ) from err
     if raw is None:
-        raise ModelLoadError(f"{shown} is an HDF5 file without a model config (a weights-only "
-                             "file?); load it into a model with zoo.get(name, weights=...)")
+        raise ModelLoadError(
+            f"{shown} is an HDF5 file without a model config (a weights-only "
+            "file?); load it into a model with zoo.get(name, weights=...)"
+        )
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
         config = json.loads(text)
     except (UnicodeDecodeError, ValueError) as err:
-        raise ModelLoadError(f"{shown} has a model config that is not JSON ({_short(err)})") from err
+        raise ModelLoadError(
+            f"{shown} has a model config that is not JSON ({_short(err)})"
+        ) from err
     if not isinstance(config, dict):
         raise ModelLoadError(f"{shown} has a model config that is not a JSON object")
     return config
@@ -179,15 +231,24 @@ def _zip_config(path: pathlib.Path, shown: str) -> dict:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
             if bad is not None:
-                raise ModelLoadError(f"{shown} is a corrupt .keras archive (member {bad!r} "
-                                     "fails its CRC)")
+                raise ModelLoadError(
+                    f"{shown} is a corrupt .keras archive (member {bad!r} fails its CRC)"
+                )
             config = json.loads(archive.read("config.json").decode("utf-8"))
     except ModelLoadError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, ValueError,
-            EOFError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{shown} is not a readable .keras archive (corrupt or "
-                             f"truncated: {_short(err)})") from err
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        KeyError,
+        ValueError,
+        EOFError,
+        UnicodeDecodeError,
+    ) as err:
+        raise ModelLoadError(
+            f"{shown} is not a readable .keras archive (corrupt or truncated: {_short(err)})"
+        ) from err
     if not isinstance(config, dict):
         raise ModelLoadError(f"{shown} has a config.json that is not a JSON object")
     return config
@@ -246,8 +307,17 @@ def load_model(path, *, safe_mode: bool | None = None, what: str = "model file")
     try:
         with _keras_suffix(file, kind) as name:
             return tf.keras.models.load_model(name, compile=False, **options)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, IndexError,
-            zipfile.BadZipFile, EOFError, RuntimeError) as err:
+    except (
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        AttributeError,
+        IndexError,
+        zipfile.BadZipFile,
+        EOFError,
+        RuntimeError,
+    ) as err:
         raise ModelLoadError(f"cannot load {shown}: {_short(err)}") from err
 
 

@@ -33,8 +33,11 @@ def _is_int(value) -> bool:
 
 def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """`value` if it is an int (not a bool) in `low..high` (either bound optional)."""
-    if not _is_int(value) or (low is not None and value < low) or (
-            high is not None and value > high):
+    if (
+        not _is_int(value)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
         if low is not None and high is not None:
             expected = f"an integer in {low}..{high}"
         elif low is not None:
@@ -58,8 +61,12 @@ def check_positive_int(value, name: str, *, allow_none: bool = False) -> int | N
 
 def check_positive_number(value, name: str) -> numbers.Real:
     """`value` if it is a finite real number > 0 (an int or a float, not a bool)."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-            or not math.isfinite(value) or value <= 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise fail(name, "a finite number > 0", value)
     return value
 

@@ -109,8 +109,15 @@ class UniqueKernels:
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["kernel_size"] = list(self.kernel_size)
-        for name in ("possible", "ratio", "ratio_up_to_sign", "ratio_per_channel",
-                     "ratio_per_channel_up_to_sign", "ops_saved", "ops_saved_up_to_sign"):
+        for name in (
+            "possible",
+            "ratio",
+            "ratio_up_to_sign",
+            "ratio_per_channel",
+            "ratio_per_channel_up_to_sign",
+            "ops_saved",
+            "ops_saved_up_to_sign",
+        ):
             data[name] = getattr(self, name)
         return data
 
@@ -142,33 +149,65 @@ class UniqueKernelsReport:
         return sum(getattr(layer, field) for layer in self.layers)
 
     def as_dict(self) -> dict[str, Any]:
-        totals = {name: self.total(name) for name in (
-            "total", "unique_per_channel", "unique_per_channel_up_to_sign", "ops",
-            "ops_saved", "ops_saved_up_to_sign", "partial_sum_adds")}
-        return {"model": self.model, "layers": [layer.as_dict() for layer in self.layers],
-                "totals": totals}
+        totals = {
+            name: self.total(name)
+            for name in (
+                "total",
+                "unique_per_channel",
+                "unique_per_channel_up_to_sign",
+                "ops",
+                "ops_saved",
+                "ops_saved_up_to_sign",
+                "partial_sum_adds",
+            )
+        }
+        return {
+            "model": self.model,
+            "layers": [layer.as_dict() for layer in self.layers],
+            "totals": totals,
+        }
 
     def table(self) -> str:
-        header = ["Layer", "Kernels", "Unique", "(±)", "Unique/channel", "(±)",
-                  "Ops", "Saved by reuse", "(±)"]
+        header = [
+            "Layer",
+            "Kernels",
+            "Unique",
+            "(±)",
+            "Unique/channel",
+            "(±)",
+            "Ops",
+            "Saved by reuse",
+            "(±)",
+        ]
         rows = [header]
         for x in self.layers:
-            rows.append([
-                x.layer, f"{x.total} ({x.kernel_size[0]}x{x.kernel_size[1]})",
-                _count_ratio(x.unique, x.total), _count_ratio(x.unique_up_to_sign, x.total),
-                _count_ratio(x.unique_per_channel, x.total),
-                _count_ratio(x.unique_per_channel_up_to_sign, x.total),
-                f"{x.ops:,}", _count_ratio(x.ops_saved, x.ops),
-                _count_ratio(x.ops_saved_up_to_sign, x.ops),
-            ])
+            rows.append(
+                [
+                    x.layer,
+                    f"{x.total} ({x.kernel_size[0]}x{x.kernel_size[1]})",
+                    _count_ratio(x.unique, x.total),
+                    _count_ratio(x.unique_up_to_sign, x.total),
+                    _count_ratio(x.unique_per_channel, x.total),
+                    _count_ratio(x.unique_per_channel_up_to_sign, x.total),
+                    f"{x.ops:,}",
+                    _count_ratio(x.ops_saved, x.ops),
+                    _count_ratio(x.ops_saved_up_to_sign, x.ops),
+                ]
+            )
         total, ops = self.total("total"), self.total("ops")
-        rows.append([
-            "Total", f"{total}", "", "",
-            _count_ratio(self.total("unique_per_channel"), total),
-            _count_ratio(self.total("unique_per_channel_up_to_sign"), total),
-            f"{ops:,}", _count_ratio(self.total("ops_saved"), ops),
-            _count_ratio(self.total("ops_saved_up_to_sign"), ops),
-        ])
+        rows.append(
+            [
+                "Total",
+                f"{total}",
+                "",
+                "",
+                _count_ratio(self.total("unique_per_channel"), total),
+                _count_ratio(self.total("unique_per_channel_up_to_sign"), total),
+                f"{ops:,}",
+                _count_ratio(self.total("ops_saved"), ops),
+                _count_ratio(self.total("ops_saved_up_to_sign"), ops),
+            ]
+        )
         return lq.models.LayersTable(rows, title=f"{self.model} unique kernels").table
 
     def __str__(self) -> str:
@@ -254,8 +293,9 @@ def unique_kernels(model, *, max_bits: int = 1) -> UniqueKernelsReport:
     check.check_positive_int(max_bits, "max_bits")
     if not model.built:
         raise check.fail("model", "a built model (build it before unique_kernels)", model.name)
-    layers = [_analyse(layer) for layer in iter_layers(model)
-              if _is_quantized_conv2d(layer, max_bits)]
+    layers = [
+        _analyse(layer) for layer in iter_layers(model) if _is_quantized_conv2d(layer, max_bits)
+    ]
     return UniqueKernelsReport(model=model.name, layers=layers)
 
 
@@ -280,8 +320,11 @@ def enable_flip_ratio(model) -> list[str]:
         if quantizer is None or getattr(layer, "kernel", None) is None:
             continue
         if not isinstance(quantizer, _LARQ_METRIC_QUANTIZER):
-            log.info("flip ratio not tracked for %s: %s is not a larq metric-aware quantizer",
-                     layer.name, type(quantizer).__name__)
+            log.info(
+                "flip ratio not tracked for %s: %s is not a larq metric-aware quantizer",
+                layer.name,
+                type(quantizer).__name__,
+            )
             continue
         if not hasattr(quantizer, "flip_ratio"):
             name = f"flip_ratio/{layer.name}"

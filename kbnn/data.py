@@ -105,8 +105,9 @@ def mnist(
 def mnist_arrays(split: str = "test", *, data_dir: str | None = None, download: bool = False):
     """The whole split as numpy: `(images float32 (N, 28, 28, 1), labels int64 (N,))`."""
     images, labels = [], []
-    for x, y in mnist(split, batch_size=10_000, data_dir=data_dir, download=download,
-                      cache=False).as_numpy_iterator():
+    for x, y in mnist(
+        split, batch_size=10_000, data_dir=data_dir, download=download, cache=False
+    ).as_numpy_iterator():
         images.append(x)
         labels.append(y)
     return np.concatenate(images), np.concatenate(labels)
@@ -147,8 +148,12 @@ def shard_policy(name: str):
     import tensorflow as tf
 
     policies = tf.data.experimental.AutoShardPolicy
-    table = {"file": policies.FILE, "data": policies.DATA, "auto": policies.AUTO,
-             "off": policies.OFF}
+    table = {
+        "file": policies.FILE,
+        "data": policies.DATA,
+        "auto": policies.AUTO,
+        "off": policies.OFF,
+    }
     key = name.strip().lower() if isinstance(name, str) else None
     if key not in table:
         raise fail("shard policy", f"one of {SHARD_POLICIES}", name)

@@ -95,16 +95,20 @@ def builder(data_dir=None):
     )
 
 
-def records(dataset_builder, split: str, *, input_context=None, shuffle_files=False,
-            seed=None) -> tf.data.Dataset:
+def records(
+    dataset_builder, split: str, *, input_context=None, shuffle_files=False, seed=None
+) -> tf.data.Dataset:
     """`{"image": JPEG bytes, "label": int64}` examples of `split`, this input pipeline's share of
     the files when `input_context` (a `tf.distribute.InputContext`) is given."""
     import tensorflow_datasets as tfds
 
-    read_config = tfds.ReadConfig(input_context=input_context, shuffle_seed=seed,
-                                  try_autocache=False)
+    read_config = tfds.ReadConfig(
+        input_context=input_context, shuffle_seed=seed, try_autocache=False
+    )
     dataset = dataset_builder.as_dataset(
-        split=split, shuffle_files=shuffle_files, read_config=read_config,
+        split=split,
+        shuffle_files=shuffle_files,
+        read_config=read_config,
         decoders={"image": tfds.decode.SkipDecoding()},
     )
     return dataset.map(lambda ex: {"image": ex["image"], "label": ex["label"]})
@@ -123,8 +127,13 @@ def decode_random_crop(image_bytes: tf.Tensor, image_size: int, seed: tf.Tensor)
     shape = tf.image.extract_jpeg_shape(image_bytes)
     whole_image = tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4))
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        shape, bounding_boxes=whole_image, seed=seed, min_object_covered=0.1,
-        aspect_ratio_range=ASPECT_RATIO_RANGE, area_range=AREA_RANGE, max_attempts=10,
+        shape,
+        bounding_boxes=whole_image,
+        seed=seed,
+        min_object_covered=0.1,
+        aspect_ratio_range=ASPECT_RATIO_RANGE,
+        area_range=AREA_RANGE,
+        max_attempts=10,
         use_image_if_no_bounding_boxes=True,
     )
     window = tf.stack([begin[0], begin[1], size[0], size[1]])
@@ -136,15 +145,25 @@ def decode_random_crop(image_bytes: tf.Tensor, image_size: int, seed: tf.Tensor)
 def decode_center_crop(image_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
     """Evaluation crop: the central square of side 0.875·min(height, width), resized."""
     shape = tf.image.extract_jpeg_shape(image_bytes)
-    side = tf.cast(CENTER_CROP_FRACTION * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32),
-                   tf.int32)
+    side = tf.cast(
+        CENTER_CROP_FRACTION * tf.cast(tf.minimum(shape[0], shape[1]), tf.float32), tf.int32
+    )
     window = tf.stack([(shape[0] - side + 1) // 2, (shape[1] - side + 1) // 2, side, side])
     image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
     return tf.image.resize(image, (image_size, image_size), method="bilinear")
 
 
-def pipeline(examples: tf.data.Dataset, *, batch_size: int, training: bool, image_size=224,
-             seed=0, shuffle_buffer=10_000, cache=False, repeat=None) -> tf.data.Dataset:
+def pipeline(
+    examples: tf.data.Dataset,
+    *,
+    batch_size: int,
+    training: bool,
+    image_size=224,
+    seed=0,
+    shuffle_buffer=10_000,
+    cache=False,
+    repeat=None,
+) -> tf.data.Dataset:
     """(image, label) batches from `{"image": JPEG bytes, "label"}` examples.
 
     Training: shuffle (buffer `shuffle_buffer`), repeat, random crop + flip; evaluation: center
@@ -176,8 +195,15 @@ def pipeline(examples: tf.data.Dataset, *, batch_size: int, training: bool, imag
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def datasets_fn(*, data_dir=None, seed=0, image_size=224, dataset_builder=None,
-                shuffle_buffer=10_000, cache_validation=False):
+def datasets_fn(
+    *,
+    data_dir=None,
+    seed=0,
+    image_size=224,
+    dataset_builder=None,
+    shuffle_buffer=10_000,
+    cache_validation=False,
+):
     """`fn(global_batch_size, strategy) -> kbnn.data.DataSplits` for `kbnn.zoo.training.train`.
 
     Checks the dataset first (fails fast), then builds one pipeline per worker through
@@ -192,12 +218,17 @@ def datasets_fn(*, data_dir=None, seed=0, image_size=224, dataset_builder=None,
 
         def input_fn(split, training):
             def fn(input_context):
-                examples = records(source, split, input_context=input_context,
-                                   shuffle_files=training, seed=seed)
+                examples = records(
+                    source, split, input_context=input_context, shuffle_files=training, seed=seed
+                )
                 batches = pipeline(
-                    examples, training=training, image_size=image_size, seed=seed,
+                    examples,
+                    training=training,
+                    image_size=image_size,
+                    seed=seed,
                     batch_size=input_context.get_per_replica_batch_size(global_batch_size),
-                    shuffle_buffer=shuffle_buffer, repeat=True,
+                    shuffle_buffer=shuffle_buffer,
+                    repeat=True,
                     cache=cache_validation and not training,
                 )
                 return with_shard_policy(batches, "off")
@@ -206,8 +237,9 @@ def datasets_fn(*, data_dir=None, seed=0, image_size=224, dataset_builder=None,
 
         splits = source.info.splits
         train_size = splits["train"].num_examples if "train" in splits else TRAIN_EXAMPLES
-        val_size = (splits["validation"].num_examples if "validation" in splits
-                    else VALIDATION_EXAMPLES)
+        val_size = (
+            splits["validation"].num_examples if "validation" in splits else VALIDATION_EXAMPLES
+        )
         return DataSplits(
             train=strategy.distribute_datasets_from_function(input_fn("train", True)),
             validation=strategy.distribute_datasets_from_function(input_fn("validation", False)),

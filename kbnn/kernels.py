@@ -64,8 +64,13 @@ def kernel_attribute(layer) -> str | None:
             return "depthwise_kernel"
         if isinstance(layer, tf.keras.layers.Embedding):
             return "embeddings"
-        if isinstance(layer, tf.keras.layers.Dense | tf.keras.layers.Conv1D
-                      | tf.keras.layers.Conv2D | tf.keras.layers.Conv3D):
+        if isinstance(
+            layer,
+            tf.keras.layers.Dense
+            | tf.keras.layers.Conv1D
+            | tf.keras.layers.Conv2D
+            | tf.keras.layers.Conv3D,
+        ):
             return "kernel"
     return None
 

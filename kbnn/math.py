@@ -25,8 +25,10 @@ def ap2(x: tf.Tensor) -> tf.Tensor:
     def _ap2(x):
         magnitude = tf.abs(x)
         safe = tf.where(magnitude > 0, magnitude, tf.ones_like(magnitude))
-        power = tf.pow(tf.constant(2.0, x.dtype), tf.round(tf.math.log(safe) / tf.math.log(
-            tf.constant(2.0, x.dtype))))
+        power = tf.pow(
+            tf.constant(2.0, x.dtype),
+            tf.round(tf.math.log(safe) / tf.math.log(tf.constant(2.0, x.dtype))),
+        )
         return tf.sign(x) * power, lambda dy: dy
 
     return _ap2(x)
@@ -37,6 +39,7 @@ def ap2(x: tf.Tensor) -> tf.Tensor:
 # (`larq.quantizers._clipped_gradient`, the BinaryNet rule 1_{|x| <= clip}); kbnn reuses it and
 # only adds the generic wrapper that attaches it to an arbitrary forward function.
 # --------------------------------------------------------------------------------------------
+
 
 def ste(x: tf.Tensor, forward: Callable[[tf.Tensor], tf.Tensor], clip_value: float | None = 1.0):
     r"""Return `forward(x)` with the straight-through pseudo-gradient.
@@ -195,8 +198,7 @@ def fit_symmetric_levels(
     if not per_channel:
         scale = scale[0]
     for _ in range(max(refine_steps, 1)):
-        levels = tf.clip_by_value(tf.round(tf.math.divide_no_nan(x, scale)), -max_level,
-                                  max_level)
+        levels = tf.clip_by_value(tf.round(tf.math.divide_no_nan(x, scale)), -max_level, max_level)
         scale = least_squares_scale(x, levels, per_channel)
     return tf.cast(levels, dtype), tf.cast(scale, dtype)
 
@@ -217,8 +219,9 @@ def to_bit_planes(levels: tf.Tensor, bits: int, signed: bool = False) -> tf.Tens
     levels = tf.convert_to_tensor(levels)
     as_int = tf.cast(tf.round(levels), tf.int32)
     shifts = tf.range(bits, dtype=tf.int32)
-    planes = tf.cast(tf.bitwise.bitwise_and(tf.bitwise.right_shift(as_int[..., None], shifts), 1),
-                     levels.dtype)
+    planes = tf.cast(
+        tf.bitwise.bitwise_and(tf.bitwise.right_shift(as_int[..., None], shifts), 1), levels.dtype
+    )
     return 2.0 * planes - 1.0 if signed else planes
 
 

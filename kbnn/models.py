@@ -189,8 +189,10 @@ class LayerProfile(lq_models.LayerProfile):
         ]
         # larq gives a MAC layer one op profile per non-bias weight, in order; others none.
         kernels = [p for p in self.weight_profiles if not p.is_bias()] if self.op_profiles else []
-        self.macs = [(op.n, self.input_precision, k.bitwidth)
-                     for op, k in zip(self.op_profiles, kernels, strict=True)]
+        self.macs = [
+            (op.n, self.input_precision, k.bitwidth)
+            for op, k in zip(self.op_profiles, kernels, strict=True)
+        ]
         self.kernel_bits = tuple(sorted({k.bitwidth for k in kernels}))
 
 
@@ -252,9 +254,19 @@ class LayerSummary:
         return data
 
 
-_TOTALS = ("scale_params", "memory_bytes", "float32_bytes", "binary_ops", "int8_macs",
-           "float_macs", "float_macs_multiply_free", "compute_energy_pj", "memory_energy_pj",
-           "float32_compute_energy_pj", "float32_memory_energy_pj")
+_TOTALS = (
+    "scale_params",
+    "memory_bytes",
+    "float32_bytes",
+    "binary_ops",
+    "int8_macs",
+    "float_macs",
+    "float_macs_multiply_free",
+    "compute_energy_pj",
+    "memory_energy_pj",
+    "float32_compute_energy_pj",
+    "float32_memory_energy_pj",
+)
 
 
 @dataclasses.dataclass
@@ -301,8 +313,7 @@ class ModelSummary:
     @property
     def compute_ratio(self) -> float:
         """float32 twin compute energy / model compute energy (weight reads left out)."""
-        return self.total("float32_compute_energy_pj") / max(
-            self.total("compute_energy_pj"), 1e-12)
+        return self.total("float32_compute_energy_pj") / max(self.total("compute_energy_pj"), 1e-12)
 
     @property
     def memory_ratio(self) -> float:
@@ -336,25 +347,48 @@ class ModelSummary:
     def table(self) -> str:
         """The per-layer table and the totals, as printed by `summary`."""
         bit_widths = list(self.params)
-        header = ["Layer", "In bits", "W bits", "Outputs",
-                  *(f"# {bits}-bit" for bits in bit_widths),
-                  "Memory", "Binary ops", "int8 MACs", "Float MACs", "Energy"]
+        header = [
+            "Layer",
+            "In bits",
+            "W bits",
+            "Outputs",
+            *(f"# {bits}-bit" for bits in bit_widths),
+            "Memory",
+            "Binary ops",
+            "int8 MACs",
+            "Float MACs",
+            "Energy",
+        ]
         rows = [header]
         for layer in self.layers:
-            rows.append([
-                layer.name,
-                layer.input_bits or "-",
-                "/".join(map(str, layer.kernel_bits)) or "-",
-                str(_jsonable_shape(layer.output_shape) or "?"),
-                *(layer.params.get(bits, 0) for bits in bit_widths),
-                _bytes_str(layer.memory_bytes),
-                layer.binary_ops, layer.int8_macs, layer.float_macs,
-                _energy_str(layer.energy_pj),
-            ])
-        rows.append(["Total", "", "", "", *(self.params[bits] for bits in bit_widths),
-                     _bytes_str(self.memory_bytes), self.total("binary_ops"),
-                     self.total("int8_macs"), self.total("float_macs"),
-                     _energy_str(self.energy_pj)])
+            rows.append(
+                [
+                    layer.name,
+                    layer.input_bits or "-",
+                    "/".join(map(str, layer.kernel_bits)) or "-",
+                    str(_jsonable_shape(layer.output_shape) or "?"),
+                    *(layer.params.get(bits, 0) for bits in bit_widths),
+                    _bytes_str(layer.memory_bytes),
+                    layer.binary_ops,
+                    layer.int8_macs,
+                    layer.float_macs,
+                    _energy_str(layer.energy_pj),
+                ]
+            )
+        rows.append(
+            [
+                "Total",
+                "",
+                "",
+                "",
+                *(self.params[bits] for bits in bit_widths),
+                _bytes_str(self.memory_bytes),
+                self.total("binary_ops"),
+                self.total("int8_macs"),
+                self.total("float_macs"),
+                _energy_str(self.energy_pj),
+            ]
+        )
         source = self.energy_model.weight_memory.upper()
         totals = [
             ["Total params", f"{self.total_params:,}"],
@@ -364,8 +398,11 @@ class ModelSummary:
             ["Memory reduction", f"{self.memory_ratio:.2f}x"],
             ["Binary ops (XNOR-popcount)", f"{self.total('binary_ops'):,}"],
             ["int8 MACs", f"{self.total('int8_macs'):,}"],
-            ["Float32 MACs", f"{self.total('float_macs'):,}"
-             f" ({self.total('float_macs_multiply_free'):,} multiply-free)"],
+            [
+                "Float32 MACs",
+                f"{self.total('float_macs'):,}"
+                f" ({self.total('float_macs_multiply_free'):,} multiply-free)",
+            ],
             ["Energy, compute (45 nm)", _energy_str(self.total("compute_energy_pj"))],
             [f"Energy, weight reads ({source})", _energy_str(self.total("memory_energy_pj"))],
             ["Energy per inference", _energy_str(self.energy_pj)],
@@ -379,8 +416,11 @@ class ModelSummary:
 
     def markdown(self) -> str:
         """Markdown tables (layers with weights or ops, then totals), e.g. for model cards."""
-        lines = ["| Layer | In bits | W bits | Params | Memory | Binary ops | int8 MACs "
-                 "| Float MACs | Energy | Float32 twin energy |", "|---" * 10 + "|"]
+        lines = [
+            "| Layer | In bits | W bits | Params | Memory | Binary ops | int8 MACs "
+            "| Float MACs | Energy | Float32 twin energy |",
+            "|---" * 10 + "|",
+        ]
         for x in self.layers:
             if not (x.params or x.binary_ops or x.int8_macs or x.float_macs):
                 continue
@@ -390,12 +430,16 @@ class ModelSummary:
                 f"{'/'.join(map(str, x.kernel_bits)) or '-'} | {params} | "
                 f"{_bytes_str(x.memory_bytes)} | {x.binary_ops:,} | {x.int8_macs:,} | "
                 f"{x.float_macs:,} | {_energy_str(x.energy_pj)} | "
-                f"{_energy_str(x.float32_energy_pj)} |")
+                f"{_energy_str(x.float32_energy_pj)} |"
+            )
         source = self.energy_model.weight_memory.upper()
         lines += [
-            "", "| Total | |", "|---|---|",
+            "",
+            "| Total | |",
+            "|---|---|",
             f"| Parameters | {self.total_params:,} ("
-            + ", ".join(f"{count:,} × {bits}-bit" for bits, count in self.params.items()) + ") |",
+            + ", ".join(f"{count:,} × {bits}-bit" for bits, count in self.params.items())
+            + ") |",
             f"| Deployment memory | {_bytes_str(self.memory_bytes)} "
             f"(float32 twin {_bytes_str(self.float32_bytes)}, {self.memory_ratio:.2f}× smaller) |",
             f"| Binary ops / int8 MACs / float32 MACs | {self.total('binary_ops'):,} / "

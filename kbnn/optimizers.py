@@ -98,7 +98,11 @@ def _dense(gradient, variable):
 
 def _check_args(beta_1, beta_2, epsilon, glorot_lr_scale):
     for arg, value in (("beta_1", beta_1), ("beta_2", beta_2)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) < 1.0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not 0.0 <= float(value) < 1.0
+        ):
             raise ValueError(f"ShiftAdaMax: `{arg}` must be a number in [0, 1), got {value!r}.")
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0.0:
         raise ValueError(f"ShiftAdaMax: `epsilon` must be a number > 0, got {epsilon!r}.")
@@ -210,9 +214,7 @@ class LegacyShiftAdaMax(_ShiftAdaMaxBase, tf.keras.optimizers.legacy.Adamax):
         coefficients = (c["lr_t"], c["beta_1_t"], c["beta_2_t"], c["epsilon"])
         m, v = self.get_slot(var, "m"), self.get_slot(var, "v")
         return tf.group(
-            *self._apply_shift_adamax(
-                var, grad, m, v, coefficients, use_locking=self._use_locking
-            )
+            *self._apply_shift_adamax(var, grad, m, v, coefficients, use_locking=self._use_locking)
         )
 
     def _resource_apply_sparse(self, grad, var, indices, apply_state=None):

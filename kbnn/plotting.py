@@ -75,10 +75,18 @@ def plot_memory_energy(summary_or_model, path, *, title: str | None = None) -> P
     panels = fig.subplots(1, 2, sharey=True)
     source = result.energy_model.weight_memory.upper()
     series = (
-        (panels[0], "Deployment memory (bytes)", [x.memory_bytes for x in layers],
-         [x.float32_bytes for x in layers]),
-        (panels[1], f"Energy per inference (pJ, 45 nm, weights from {source})",
-         [x.energy_pj for x in layers], [x.float32_energy_pj for x in layers]),
+        (
+            panels[0],
+            "Deployment memory (bytes)",
+            [x.memory_bytes for x in layers],
+            [x.float32_bytes for x in layers],
+        ),
+        (
+            panels[1],
+            f"Energy per inference (pJ, 45 nm, weights from {source})",
+            [x.energy_pj for x in layers],
+            [x.float32_energy_pj for x in layers],
+        ),
     )
     for ax, label, model_values, twin_values in series:
         ax.barh(y - 0.2, twin_values, height=0.4, color=_TWIN_COLOR, label="float32 twin")
@@ -89,9 +97,13 @@ def plot_memory_energy(summary_or_model, path, *, title: str | None = None) -> P
     panels[0].set_yticks(y, names)
     panels[0].invert_yaxis()
     panels[0].legend(loc="lower right", fontsize="small")
-    fig.suptitle(title or (
-        f"{result.name}: {result.memory_ratio:.1f}x smaller, {result.energy_ratio:.1f}x less "
-        "energy than its float32 twin"))
+    fig.suptitle(
+        title
+        or (
+            f"{result.name}: {result.memory_ratio:.1f}x smaller, {result.energy_ratio:.1f}x less "
+            "energy than its float32 twin"
+        )
+    )
     return save_figure(fig, path)
 
 
@@ -122,8 +134,7 @@ def plot_weight_histograms(model, path, *, bins: int = 60, max_layers: int = 12)
         else:
             quant_ax.hist(quantized, bins=bins, color=_MODEL_COLOR)
         precision = kernels.kernel_precision(layer)
-        quant_ax.set_title(f"{precision}-bit kernel: {len(values)} levels used",
-                           fontsize="small")
+        quant_ax.set_title(f"{precision}-bit kernel: {len(values)} levels used", fontsize="small")
     axes[0][0].set_title("latent weights", fontsize="small")
     axes[-1][0].set_xlabel("value")
     axes[-1][1].set_xlabel("quantized level")
@@ -143,8 +154,10 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         # CSVLogger writes "NA" for a metric missing from an epoch's logs
-        history = {key: [float(row[key]) if row[key] not in ("", "NA", None) else math.nan
-                         for row in rows] for key in (rows[0] if rows else {})}
+        history = {
+            key: [float(row[key]) if row[key] not in ("", "NA", None) else math.nan for row in rows]
+            for key in (rows[0] if rows else {})
+        }
         history.pop("epoch", None)
     else:
         raise UsageError(
@@ -153,9 +166,14 @@ def _read_history(history_or_csv) -> dict[str, list[float]]:
         )
     # Skipped: all-NaN columns (CSVLogger's "NA" val_ columns of a run without validation) and
     # val_flip_ratio (kernels do not change while evaluating: always 0).
-    curves = {key: [float(v) for v in values] for key, values in history.items()
-              if np.ndim(values) == 1 and len(values) > 0 and not key.startswith("val_flip_ratio")
-              and not np.all(np.isnan(np.asarray(values, dtype=float)))}
+    curves = {
+        key: [float(v) for v in values]
+        for key, values in history.items()
+        if np.ndim(values) == 1
+        and len(values) > 0
+        and not key.startswith("val_flip_ratio")
+        and not np.all(np.isnan(np.asarray(values, dtype=float)))
+    }
     if not curves:
         raise UsageError("history_or_csv holds no metric values to plot")
     return curves
@@ -195,8 +213,14 @@ def plot_training_curves(history_or_csv, path, *, title: str | None = None) -> P
             values = curves[key]
             epochs = np.arange(1, len(values) + 1)
             style = "--" if key.startswith("val_") else "-"
-            ax.plot(epochs, values, style, marker="o" if len(values) < 30 else None,
-                    markersize=3, label=key)
+            ax.plot(
+                epochs,
+                values,
+                style,
+                marker="o" if len(values) < 30 else None,
+                markersize=3,
+                label=key,
+            )
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

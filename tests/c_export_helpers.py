@@ -45,9 +45,22 @@ def build_host(export_dir, work_dir, *, defines=()) -> pathlib.Path:
     harness = work / "harness.c"
     harness.write_text(HARNESS)
     exe = work / ("harness" + "".join(d.replace("=", "_") for d in defines))
-    subprocess.run(["gcc", *HOST_FLAGS, *(f"-D{d}" for d in defines), "-I", str(export_dir),
-                    str(harness), str(pathlib.Path(export_dir) / "kbnn_model.c"), "-o",
-                    str(exe)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        [
+            "gcc",
+            *HOST_FLAGS,
+            *(f"-D{d}" for d in defines),
+            "-I",
+            str(export_dir),
+            str(harness),
+            str(pathlib.Path(export_dir) / "kbnn_model.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return exe
 
 
@@ -55,6 +68,8 @@ def run_host(exe, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(argmax, int64 scores) of uint8 images run through the harness."""
     data = np.ascontiguousarray(images, dtype=np.uint8).tobytes()
     out = subprocess.run([str(exe)], input=data, capture_output=True, check=True, timeout=900)
-    rows = np.array([[int(v) for v in line.split()] for line in out.stdout.decode().splitlines()],
-                    dtype=np.int64)
+    rows = np.array(
+        [[int(v) for v in line.split()] for line in out.stdout.decode().splitlines()],
+        dtype=np.int64,
+    )
     return rows[:, 0], rows[:, 1:]

@@ -67,8 +67,12 @@ class FreshPython:
             env = {"TF_CPP_MIN_LOG_LEVEL": "2", **env}
         env.pop("TF_CONFIG", None)
         process = subprocess.Popen(
-            [sys.executable, *map(str, argv)], env=env, cwd=cwd, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT if _merge else subprocess.PIPE,
+            [sys.executable, *map(str, argv)],
+            env=env,
+            cwd=cwd,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if _merge else subprocess.PIPE,
             start_new_session=True,
         )
         try:

@@ -27,8 +27,9 @@ def randomize_weights(model, seed=0, *, signed_gamma=True, mean_scale=2.0, neste
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if nested and isinstance(layer, tf.keras.Model):
-            randomize_weights(layer, seed + 1, signed_gamma=signed_gamma,
-                              mean_scale=mean_scale, nested=nested)
+            randomize_weights(
+                layer, seed + 1, signed_gamma=signed_gamma, mean_scale=mean_scale, nested=nested
+            )
             continue
         for variable in layer.weights:
             name = variable.name.split("/")[-1]

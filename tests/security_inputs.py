@@ -98,8 +98,12 @@ def _set_activation(config, module: str, function: str):
     def walk(node):
         if isinstance(node, dict):
             if "activation" in node:
-                node["activation"] = {"module": module, "class_name": "function",
-                                      "config": function, "registered_name": function}
+                node["activation"] = {
+                    "module": module,
+                    "class_name": "function",
+                    "config": function,
+                    "registered_name": function,
+                }
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -128,8 +132,11 @@ def model_inputs(folder: pathlib.Path, canary: pathlib.Path, tflite: bytes) -> d
     cases = {}
     evil.save(folder / "lambda.h5")
     cases["lambda_h5"] = folder / "lambda.h5"
-    for name, suffix in (("lambda_h5_as_keras", ".keras"), ("lambda_h5_as_hdf5", ".hdf5"),
-                         ("lambda_h5_no_suffix", "")):
+    for name, suffix in (
+        ("lambda_h5_as_keras", ".keras"),
+        ("lambda_h5_as_hdf5", ".hdf5"),
+        ("lambda_h5_no_suffix", ""),
+    ):
         cases[name] = folder / f"{name}{suffix}"
         shutil.copy(folder / "lambda.h5", cases[name])
     evil.save(folder / "lambda_zip.keras")
@@ -139,44 +146,58 @@ def model_inputs(folder: pathlib.Path, canary: pathlib.Path, tflite: bytes) -> d
     canary.unlink(missing_ok=True)
 
     cases["h5_unknown_class"] = _rewrite_h5_config(
-        good_h5, folder / "unknown_class.h5", lambda c: _rename_class(c, "Flatten", "Evil"))
+        good_h5, folder / "unknown_class.h5", lambda c: _rename_class(c, "Flatten", "Evil")
+    )
     cases["h5_config_not_json"] = _rewrite_h5_config(
-        good_h5, folder / "not_json.h5", lambda c: "{not json")
+        good_h5, folder / "not_json.h5", lambda c: "{not json"
+    )
     cases["h5_config_a_list"] = _rewrite_h5_config(good_h5, folder / "list.h5", lambda c: [c])
     cases["h5_lambda_marker"] = _rewrite_h5_config(
-        good_h5, folder / "lambda_marker.h5",
-        lambda c: _rename_class(c, "Activation", "Lambda"))
+        good_h5, folder / "lambda_marker.h5", lambda c: _rename_class(c, "Activation", "Lambda")
+    )
     weights_only = folder / "weights_only.h5"
     model.save_weights(str(weights_only))
     cases["h5_weights_only"] = weights_only
     cases["zip_foreign_module"] = _rewrite_zip_config(
-        good_keras, folder / "foreign_module.keras",
-        lambda c: _rename_class(c, "Flatten", "system", module="os"))
+        good_keras,
+        folder / "foreign_module.keras",
+        lambda c: _rename_class(c, "Flatten", "system", module="os"),
+    )
     for module, function in (("builtins", "exec"), ("builtins", "input"), ("numpy", "load")):
         cases[f"zip_{module}_{function}_activation"] = _rewrite_zip_config(
-            good_keras, folder / f"{module}_{function}.keras",
-            lambda c, m=module, f=function: _set_activation(c, m, f))
+            good_keras,
+            folder / f"{module}_{function}.keras",
+            lambda c, m=module, f=function: _set_activation(c, m, f),
+        )
     cases["zip_unknown_class"] = _rewrite_zip_config(
-        good_keras, folder / "unknown_class.keras",
-        lambda c: _rename_class(c, "Flatten", "Evil"))
+        good_keras, folder / "unknown_class.keras", lambda c: _rename_class(c, "Flatten", "Evil")
+    )
     cases["zip_lambda_marker"] = _rewrite_zip_config(
-        good_keras, folder / "lambda_marker.keras",
-        lambda c: _rename_class(c, "Activation", "__lambda__"))
+        good_keras,
+        folder / "lambda_marker.keras",
+        lambda c: _rename_class(c, "Activation", "__lambda__"),
+    )
     with zipfile.ZipFile(folder / "no_config.keras", "w") as archive:
         archive.writestr("metadata.json", "{}")
     cases["zip_without_config"] = folder / "no_config.keras"
     size = good_keras.stat().st_size
     for index, fraction in enumerate((0.2, 0.5, 0.97)):  # member data, central directory
-        cases[f"zip_flip{index}"] = _flip(good_keras, folder / f"flip{index}.keras",
-                                          int(size * fraction))
+        cases[f"zip_flip{index}"] = _flip(
+            good_keras, folder / f"flip{index}.keras", int(size * fraction)
+        )
     cases["h5_flip_magic"] = _flip(good_h5, folder / "flip_magic.h5", 1)
     cases.update(_truncations(good_keras, folder, "keras"))
-    cases.update({k: v for k, v in _truncations(good_h5, folder, "h5").items()
-                  if not k.endswith("cut00")})
+    cases.update(
+        {k: v for k, v in _truncations(good_h5, folder, "h5").items() if not k.endswith("cut00")}
+    )
     rng = np.random.default_rng(16)
-    for name, data in (("random_bytes", rng.bytes(4096)), ("text", b"not a model\n" * 20),
-                       ("tflite_as_model", tflite), ("kbz_magic", b"\x89KBZ\r\n\x1a\n" + b"0" * 64),
-                       ("zip_magic_only", b"PK\x03\x04")):
+    for name, data in (
+        ("random_bytes", rng.bytes(4096)),
+        ("text", b"not a model\n" * 20),
+        ("tflite_as_model", tflite),
+        ("kbz_magic", b"\x89KBZ\r\n\x1a\n" + b"0" * 64),
+        ("zip_magic_only", b"PK\x03\x04"),
+    ):
         cases[name] = folder / f"{name}.keras"
         cases[name].write_bytes(data)
     npz = io.BytesIO()
@@ -220,6 +241,7 @@ def weight_inputs(folder: pathlib.Path, good_npz: pathlib.Path) -> dict:
         def edit(meta):
             meta["variables"][index].update(change)
             return meta
+
         return edit
 
     crafted = {
@@ -237,16 +259,20 @@ def weight_inputs(folder: pathlib.Path, good_npz: pathlib.Path) -> dict:
     for name, change in crafted.items():
         cases[f"npz_{name}"] = _write_npz(folder / f"{name}.npz", _with_meta(members, change))
     cases["npz_missing_member"] = _write_npz(
-        folder / "missing_member.npz", {k: v for k, v in members.items() if k != first})
+        folder / "missing_member.npz", {k: v for k, v in members.items() if k != first}
+    )
     cases["npz_wrong_dtype"] = _write_npz(
-        folder / "wrong_dtype.npz", {**members, first: members[first].astype(np.float64)})
+        folder / "wrong_dtype.npz", {**members, first: members[first].astype(np.float64)}
+    )
     cases["npz_meta_float"] = _write_npz(
         folder / "meta_float.npz",
-        {**members, "__kbnn_weights__": members["__kbnn_weights__"].astype(np.float32)})
+        {**members, "__kbnn_weights__": members["__kbnn_weights__"].astype(np.float32)},
+    )
     size = good_npz.stat().st_size
     for index, fraction in enumerate((0.3, 0.6)):  # inside deflate data: zlib / CRC errors
-        cases[f"npz_flip{index}"] = _flip(good_npz, folder / f"flip{index}.npz",
-                                          int(size * fraction))
+        cases[f"npz_flip{index}"] = _flip(
+            good_npz, folder / f"flip{index}.npz", int(size * fraction)
+        )
     for fraction in (0.1, 0.5, 0.95):
         path = folder / f"cut{int(fraction * 100)}.npz"
         path.write_bytes(good_npz.read_bytes()[: int(size * fraction)])

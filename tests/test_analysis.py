@@ -19,8 +19,15 @@ B = np.array([[1, 1, 1], [-1, 1, -1], [1, -1, -1]], dtype=np.float32)
 def _binary_conv_model(kernel, input_hw=5, **layer_kwargs):
     kh, kw, cin, cout = kernel.shape
     layer = lq.layers.QuantConv2D(
-        cout, (kh, kw), input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-        kernel_constraint="weight_clip", use_bias=False, name="bconv", **layer_kwargs)
+        cout,
+        (kh, kw),
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        name="bconv",
+        **layer_kwargs,
+    )
     model = tf.keras.Sequential([tf.keras.Input((input_hw, input_hw, cin)), layer])
     layer.set_weights([kernel])
     return model
@@ -42,10 +49,10 @@ def test_unique_kernels_on_constructed_layer():
     assert len(report) == 1
     x = report["bconv"]
     assert (x.total, x.input_channels, x.output_channels) == (6, 2, 3)
-    assert x.possible == 2 ** 9 == 512
-    assert x.unique == 3                          # {A, −A, B}
-    assert x.unique_up_to_sign == 2               # {±A, B}
-    assert x.unique_per_channel == 2 + 2          # ch0 {A, −A}, ch1 {B, A}
+    assert x.possible == 2**9 == 512
+    assert x.unique == 3  # {A, −A, B}
+    assert x.unique_up_to_sign == 2  # {±A, B}
+    assert x.unique_per_channel == 2 + 2  # ch0 {A, −A}, ch1 {B, A}
     assert x.unique_per_channel_up_to_sign == 1 + 2
     assert x.ratio == pytest.approx(3 / 6)
     assert x.ratio_per_channel_up_to_sign == pytest.approx(3 / 6)
@@ -63,8 +70,9 @@ def test_unique_kernels_on_constructed_layer():
 def _reference_counts(signs):
     """Brute force with Python sets: kernels as tuples; negation-canonical = min(t, −t)."""
     kh, kw, cin, cout = signs.shape
-    kernels = {(i, o): tuple(signs[:, :, i, o].ravel().tolist())
-               for i in range(cin) for o in range(cout)}
+    kernels = {
+        (i, o): tuple(signs[:, :, i, o].ravel().tolist()) for i in range(cin) for o in range(cout)
+    }
 
     def canon(t):
         return min(t, tuple(-v for v in t))
@@ -94,8 +102,14 @@ def test_unique_kernels_match_brute_force(seed):
 def test_xnor_scales_do_not_split_equal_patterns():
     # Same sign pattern in both output channels, very different magnitudes (α per channel).
     kernel = np.stack([A, A * 0.05], axis=-1)[:, :, None, :].astype(np.float32)
-    layer = kl.QuantConv2D(2, 3, input_quantizer="ste_sign", kernel_quantizer="xnor_weight",
-                           kernel_constraint="weight_clip", use_bias=False)
+    layer = kl.QuantConv2D(
+        2,
+        3,
+        input_quantizer="ste_sign",
+        kernel_quantizer="xnor_weight",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+    )
     model = tf.keras.Sequential([tf.keras.Input((4, 4, 1)), layer])
     layer.set_weights([kernel])
     np.testing.assert_array_equal(integer_levels(layer)[:, :, 0, 1], A)
@@ -104,19 +118,21 @@ def test_xnor_scales_do_not_split_equal_patterns():
 
 
 def test_layer_selection():
-    model = tf.keras.Sequential([
-        tf.keras.Input((6, 6, 1)),
-        kl.BinaryConv2D(2, 3, input_quantizer=None, name="binary"),
-        kl.TernaryConv2D(2, 3, name="ternary"),
-        tf.keras.layers.Conv2D(2, 1, name="float"),
-        tf.keras.layers.Flatten(),
-        kl.BinaryDense(2, name="dense"),
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 1)),
+            kl.BinaryConv2D(2, 3, input_quantizer=None, name="binary"),
+            kl.TernaryConv2D(2, 3, name="ternary"),
+            tf.keras.layers.Conv2D(2, 1, name="float"),
+            tf.keras.layers.Flatten(),
+            kl.BinaryDense(2, name="dense"),
+        ]
+    )
     assert [x.layer for x in unique_kernels(model)] == ["binary"]
     both = unique_kernels(model, max_bits=2)
     assert [x.layer for x in both] == ["binary", "ternary"]
     ternary = both["ternary"]
-    assert ternary.num_levels == 3 and ternary.possible == 3 ** 9
+    assert ternary.num_levels == 3 and ternary.possible == 3**9
     levels = integer_levels(model.get_layer("ternary"))
     assert set(np.unique(levels)) <= {-1.0, 0.0, 1.0}
     with pytest.raises(ValueError, match="max_bits"):
@@ -126,13 +142,15 @@ def test_layer_selection():
 
 
 def _tiny_classifier():
-    return tf.keras.Sequential([
-        tf.keras.Input((8,)),
-        kl.BinaryDense(16, input_quantizer=None, name="b1"),
-        tf.keras.layers.BatchNormalization(name="bn"),
-        kl.TernaryDense(8, name="t"),
-        kl.BinaryDense(3, name="b2"),
-    ])
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((8,)),
+            kl.BinaryDense(16, input_quantizer=None, name="b1"),
+            tf.keras.layers.BatchNormalization(name="bn"),
+            kl.TernaryDense(8, name="t"),
+            kl.BinaryDense(3, name="b2"),
+        ]
+    )
 
 
 def test_flip_ratio_equals_fraction_of_flipped_levels():
@@ -144,8 +162,10 @@ def test_flip_ratio_equals_fraction_of_flipped_levels():
     model = _tiny_classifier()
     names = ("b1", "t", "b2")
     assert enable_flip_ratio(model) == [f"flip_ratio/{name}" for name in names]
-    model.compile(tf.keras.optimizers.Adam(0.2),
-                  tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        tf.keras.optimizers.Adam(0.2),
+        tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(32, 8)).astype(np.float32), rng.integers(0, 3, 32)
 
@@ -159,10 +179,11 @@ def test_flip_ratio_equals_fraction_of_flipped_levels():
     before = {name: levels_of(name) for name in names}
     after_first_step = {}
     record = tf.keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batch == 0 and after_first_step.update(
-            {name: levels_of(name) for name in names}))
-    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0,
-                        callbacks=[record])
+        on_train_batch_end=lambda batch, logs: (
+            batch == 0 and after_first_step.update({name: levels_of(name) for name in names})
+        )
+    )
+    history = model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[record])
     for name in names:
         expected = np.mean(before[name] != after_first_step[name])
         assert history.history[f"flip_ratio/{name}"][0] == pytest.approx(expected, abs=1e-6)

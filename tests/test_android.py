@@ -25,7 +25,8 @@ RESOURCES = CORE / "src" / "test" / "resources"
 SAMPLES = 100
 
 needs_converters = pytest.mark.skipif(
-    not hasattr(kbnn.converters, "convert") or not hasattr(kbnn.converters, "float_twin_flatbuffer"),
+    not hasattr(kbnn.converters, "convert")
+    or not hasattr(kbnn.converters, "float_twin_flatbuffer"),
     reason="kbnn.converters.convert / float_twin_flatbuffer not available yet",
 )
 
@@ -46,8 +47,19 @@ def exported(tmp_path_factory):
     (out / "model.json").write_text(json.dumps({"models": [{"file": "old.tflite"}]}))
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        code = main(["export-android", "--model", str(model_path), "--out", str(out),
-                     "--samples", str(SAMPLES), "--name", "tiny"])
+        code = main(
+            [
+                "export-android",
+                "--model",
+                str(model_path),
+                "--out",
+                str(out),
+                "--samples",
+                str(SAMPLES),
+                "--name",
+                "tiny",
+            ]
+        )
     assert code == 0
     return out, json.loads((out / "model.json").read_text()), stdout.getvalue(), model_path
 
@@ -60,15 +72,24 @@ def jvm_core(tmp_path_factory):
         pytest.skip("no JDK (javac/java) on this machine")
     classes = tmp_path_factory.mktemp("jvm-core")
     sources = sorted(str(p) for p in (CORE / "src" / "main" / "java").rglob("*.java"))
-    subprocess.run([javac, "--release", "8", "-encoding", "UTF-8", "-d", str(classes), *sources],
-                   check=True, capture_output=True, text=True, timeout=300)
+    subprocess.run(
+        [javac, "--release", "8", "-encoding", "UTF-8", "-d", str(classes), *sources],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     return java, classes
 
 
 def validate_with_jvm(jvm_core, assets_dir):
     java, classes = jvm_core
-    return subprocess.run([java, "-cp", str(classes), "org.kbnn.demo.core.ValidateAssets",
-                           str(assets_dir)], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [java, "-cp", str(classes), "org.kbnn.demo.core.ValidateAssets", str(assets_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
@@ -76,14 +97,21 @@ def validate_with_jvm(jvm_core, assets_dir):
 def test_export_writes_flatbuffers_labels_and_model_json(exported):
     out, spec, printed, _ = exported
     assert sorted(p.name for p in out.iterdir()) == [
-        "labels.txt", "model.json", "tiny.tflite", "tiny_float.tflite"]  # old.tflite removed
+        "labels.txt",
+        "model.json",
+        "tiny.tflite",
+        "tiny_float.tflite",
+    ]  # old.tflite removed
     assert (out / "labels.txt").read_text() == "".join(f"{i}\n" for i in range(10))
     assert "exported 'tiny'" in printed and "tiny.tflite" in printed
     assert spec["format"] == "kbnn-android-model" and spec["version"] == 1
     assert spec["input"]["shape"] == [1, 28, 28, 1]
     assert spec["input"]["normalization"] == {"scale": 255.0, "mean": 0.0, "std": 1.0}
-    assert spec["input"]["preprocessing"] == {"method": "mnist_centre_of_mass", "digit_box": 20,
-                                              "ink_threshold": 0}
+    assert spec["input"]["preprocessing"] == {
+        "method": "mnist_centre_of_mass",
+        "digit_box": 20,
+        "ink_threshold": 0,
+    }
     assert spec["output"] == {"shape": [1, 10], "dtype": "float32", "activation": "softmax"}
     assert spec["labels"] == [str(i) for i in range(10)]
 
@@ -104,8 +132,12 @@ def test_model_entries_describe_the_files(exported):
     assert binary["bytes"] < twin["bytes"]
     model = tf.keras.models.load_model(model_path, compile=False)
     # larq's profile counts batch norm as deployed: 2 values per channel (scale, offset), not 4
-    batch_norm = sum(int(np.prod(w.shape)) for layer in model.layers
-                     if isinstance(layer, tf.keras.layers.BatchNormalization) for w in layer.weights)
+    batch_norm = sum(
+        int(np.prod(w.shape))
+        for layer in model.layers
+        if isinstance(layer, tf.keras.layers.BatchNormalization)
+        for w in layer.weights
+    )
     assert sum(binary["weight_bits"].values()) == model.count_params() - batch_norm // 2
     # 1-bit: the binary conv (3·3·32·32) and binary dense (1152·10) kernels
     assert binary["weight_bits"]["1"] == 3 * 3 * 32 * 32 + 6 * 6 * 32 * 10
@@ -120,7 +152,9 @@ def test_recorded_accuracy_matches_independent_evaluations(exported):
     x, y = normalize_mnist(images[:SAMPLES]), labels[:SAMPLES]
     binary, twin = spec["models"]
     # Keras on the saved model: LCE's flatbuffer computes the same function
-    keras_top1 = np.mean(np.argmax(tf.keras.models.load_model(model_path).predict(x, verbose=0), -1) == y)
+    keras_top1 = np.mean(
+        np.argmax(tf.keras.models.load_model(model_path).predict(x, verbose=0), -1) == y
+    )
     assert binary["accuracy"]["samples"] == SAMPLES
     assert binary["accuracy"]["top1"] == pytest.approx(keras_top1, abs=2 / SAMPLES)
     # the float twin through LiteRT (kbnn.converters.interpreters), not LCE's interpreter
@@ -154,7 +188,10 @@ def test_exported_assets_pass_the_jvm_validator(exported, jvm_core, tmp_path):
     (tampered / "model.json").write_text(json.dumps(broken))
     result = validate_with_jvm(jvm_core, tampered)
     assert result.returncode == 1
-    assert "input.shape: expected [1, height, width, 1] (one grayscale image), got [1, 28, 28, 3]" in result.stderr
+    assert (
+        "input.shape: expected [1, height, width, 1] (one grayscale image), got [1, 28, 28, 3]"
+        in result.stderr
+    )
 
 
 def test_committed_example_assets_are_consistent():
@@ -201,8 +238,12 @@ def test_golden_comparison_tolerates_last_bit_but_not_real_changes():
     golden = {"p": [0.1, 2.0], "top3": [3, 1, 2], "name": "x"}
     last_bit = {"p": [float(np.nextafter(0.1, 1.0)), 2.0], "top3": [3, 1, 2], "name": "x"}
     _assert_same_up_to_rounding(golden, last_bit)
-    for changed in ({**golden, "p": [0.1000001, 2.0]}, {**golden, "top3": [1, 3, 2]},
-                    {**golden, "name": "y"}, {"p": [0.1], "top3": [3, 1, 2], "name": "x"}):
+    for changed in (
+        {**golden, "p": [0.1000001, 2.0]},
+        {**golden, "top3": [1, 3, 2]},
+        {**golden, "name": "y"},
+        {"p": [0.1], "top3": [3, 1, 2], "name": "x"},
+    ):
         with pytest.raises(AssertionError):
             _assert_same_up_to_rounding(golden, changed)
 
@@ -219,14 +260,25 @@ def _model(input_shape, outputs=10):
     return tf.keras.Model(inputs, tf.keras.layers.Dense(outputs)(x))
 
 
-@pytest.mark.parametrize(("model", "kwargs", "message"), [
-    (lambda: _model((28, 28, 3)), {}, r"one grayscale image of shape \(H, W, 1\); model .* takes \(28, 28, 3\)"),
-    (lambda: _model((784,)), {}, r"takes \(784,\)"),
-    (lambda: _model((28, 28, 1)), {"labels": ["a", "b"]}, "labels: 2 given, the model has 10 outputs"),
-    (lambda: _model((28, 28, 1)), {"name": "../evil"}, "must be a plain file name stem"),
-    (lambda: _model((28, 28, 1)), {"samples": -1}, "samples: expected an integer >= 0"),
-    (lambda: _model((28, 28, 1)), {"std": 0.0}, "std: expected a finite number > 0"),
-])
+@pytest.mark.parametrize(
+    ("model", "kwargs", "message"),
+    [
+        (
+            lambda: _model((28, 28, 3)),
+            {},
+            r"one grayscale image of shape \(H, W, 1\); model .* takes \(28, 28, 3\)",
+        ),
+        (lambda: _model((784,)), {}, r"takes \(784,\)"),
+        (
+            lambda: _model((28, 28, 1)),
+            {"labels": ["a", "b"]},
+            "labels: 2 given, the model has 10 outputs",
+        ),
+        (lambda: _model((28, 28, 1)), {"name": "../evil"}, "must be a plain file name stem"),
+        (lambda: _model((28, 28, 1)), {"samples": -1}, "samples: expected an integer >= 0"),
+        (lambda: _model((28, 28, 1)), {"std": 0.0}, "std: expected a finite number > 0"),
+    ],
+)
 def test_rejects_what_the_app_cannot_use(tmp_path, model, kwargs, message):
     with pytest.raises(UsageError, match=message):
         android.export_android(model(), str(tmp_path), **kwargs)
@@ -234,7 +286,10 @@ def test_rejects_what_the_app_cannot_use(tmp_path, model, kwargs, message):
 
 
 def test_cli_reports_a_missing_model_in_one_line(tmp_path, capsys):
-    assert main(["export-android", "--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)]) == 2
+    assert (
+        main(["export-android", "--model", str(tmp_path / "nope.keras"), "--out", str(tmp_path)])
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert "kbnn export-android: error: model file" in err and "does not exist" in err

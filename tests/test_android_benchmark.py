@@ -59,14 +59,23 @@ def phone(tmp_path):
         path = tmp_path / name
         path.write_bytes(b"\0" * size)
         models.append(str(path))
-    env = {"PATH": "/usr/bin:/bin", "ADB": str(adb), "ADB_LOG": str(tmp_path / "adb.log"),
-           "LCE_BENCHMARK_MODEL": str(binary)}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "ADB": str(adb),
+        "ADB_LOG": str(tmp_path / "adb.log"),
+        "LCE_BENCHMARK_MODEL": str(binary),
+    }
     return env, models, tmp_path / "adb.log"
 
 
 def run(env, *args, **extra):
-    return subprocess.run(["bash", str(SCRIPT), *args], env={**env, **extra},
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args],
+        env={**env, **extra},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_prints_a_table_for_each_model_and_thread_count(phone):
@@ -75,8 +84,19 @@ def test_prints_a_table_for_each_model_and_thread_count(phone):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == "device: Pixel Test (arm64-v8a), XNNPACK false, 50 runs"
-    assert lines[1].split() == ["model", "size", "threads", "avg", "ms", "median", "ms", "p95", "ms",
-                                "min", "ms"]
+    assert lines[1].split() == [
+        "model",
+        "size",
+        "threads",
+        "avg",
+        "ms",
+        "median",
+        "ms",
+        "p95",
+        "ms",
+        "min",
+        "ms",
+    ]
     rows = [line.split() for line in lines[2:]]
     assert rows == [
         ["digits.tflite", "7.5", "KiB", "1", "1.000", "0.999", "1.040", "0.990"],
@@ -86,27 +106,52 @@ def test_prints_a_table_for_each_model_and_thread_count(phone):
     ]
     calls = log.read_text()
     assert "--num_threads=4 --num_runs=50 --warmup_runs=5 --use_xnnpack=false" in calls
-    assert "push" in calls and "chmod 755 /data/local/tmp/kbnn_benchmark/lce_benchmark_model" in calls
+    assert (
+        "push" in calls and "chmod 755 /data/local/tmp/kbnn_benchmark/lce_benchmark_model" in calls
+    )
 
 
 def test_options_and_older_tool_without_percentiles(phone):
     env, models, log = phone
     result = run(env, "-t", "2", "-r", "20", "-x", models[0], FAKE_OLD_TOOL="1")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines()[-1].split() == ["digits.tflite", "7.5", "KiB", "2", "0.500", "-", "-",
-                                                      "0.490"]
+    assert result.stdout.splitlines()[-1].split() == [
+        "digits.tflite",
+        "7.5",
+        "KiB",
+        "2",
+        "0.500",
+        "-",
+        "-",
+        "0.490",
+    ]
     assert "--num_threads=2 --num_runs=20 --warmup_runs=5 --use_xnnpack=true" in log.read_text()
 
 
-@pytest.mark.parametrize(("args", "extra", "message"), [
-    (lambda m: ["missing.tflite"], {}, "model file 'missing.tflite' not found"),
-    (lambda m: m, {"FAKE_STATE": "unauthorized"}, "no phone ready (adb get-state: 'unauthorized')"),
-    (lambda m: m, {"FAKE_ABI": "armeabi-v7a"}, "the phone's ABI is 'armeabi-v7a'"),
-    (lambda m: m, {"FAKE_FAIL": "1"}, "lce_benchmark_model failed on digits.tflite with 1 thread(s)"),
-    (lambda m: m, {"LCE_BENCHMARK_MODEL": "/nowhere/lce"}, "benchmark binary '/nowhere/lce' not found"),
-    (lambda m: ["-r", "zero", *m], {}, "-r needs a positive integer"),
-    (lambda m: ["-t", "1 x", *m], {}, "-t needs positive thread counts"),
-])
+@pytest.mark.parametrize(
+    ("args", "extra", "message"),
+    [
+        (lambda m: ["missing.tflite"], {}, "model file 'missing.tflite' not found"),
+        (
+            lambda m: m,
+            {"FAKE_STATE": "unauthorized"},
+            "no phone ready (adb get-state: 'unauthorized')",
+        ),
+        (lambda m: m, {"FAKE_ABI": "armeabi-v7a"}, "the phone's ABI is 'armeabi-v7a'"),
+        (
+            lambda m: m,
+            {"FAKE_FAIL": "1"},
+            "lce_benchmark_model failed on digits.tflite with 1 thread(s)",
+        ),
+        (
+            lambda m: m,
+            {"LCE_BENCHMARK_MODEL": "/nowhere/lce"},
+            "benchmark binary '/nowhere/lce' not found",
+        ),
+        (lambda m: ["-r", "zero", *m], {}, "-r needs a positive integer"),
+        (lambda m: ["-t", "1 x", *m], {}, "-t needs positive thread counts"),
+    ],
+)
 def test_explains_what_is_wrong(phone, args, extra, message):
     env, models, _ = phone
     result = run(env, *args(models), **extra)

@@ -1,6 +1,5 @@
 """The CLI framework: help for every command, one-line errors with exit code 2."""
 
-
 from kbnn.cli import COMMANDS, build_parser, main
 
 import pytest

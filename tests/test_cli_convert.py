@@ -1,6 +1,5 @@
 """`kbnn convert`, `kbnn inspect` and `kbnn bench` (in-process via kbnn.cli.main, one subprocess)."""
 
-
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import converters
 from kbnn import layers as kl

@@ -11,12 +11,21 @@ import time
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-ENV = {k: v for k, v in os.environ.items()
-       if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")}
+ENV = {
+    k: v for k, v in os.environ.items() if k not in ("TF_USE_LEGACY_KERAS", "TF_CPP_MIN_LOG_LEVEL")
+}
 # Run the console-script code path: a script named `kbnn` that calls kbnn.cli.main().
 LAUNCHER = "import sys; sys.argv[0] = 'kbnn'; from kbnn.cli import main; sys.exit(main())"
-ABSL_NOISE = ("E0000", "W0000", "I0000", "absl::InitializeLog", "cuda", "oneDNN",
-              "cpu_feature_guard", "WARNING:tensorflow")
+ABSL_NOISE = (
+    "E0000",
+    "W0000",
+    "I0000",
+    "absl::InitializeLog",
+    "cuda",
+    "oneDNN",
+    "cpu_feature_guard",
+    "WARNING:tensorflow",
+)
 
 
 PROBE = (
@@ -31,8 +40,14 @@ PROBE = (
 
 def _kbnn(*args, timeout=300):
     """The console-script path (argv[0] 'kbnn'), reporting whether TensorFlow got imported."""
-    return subprocess.run([sys.executable, "-c", PROBE, *args], env=ENV, capture_output=True,
-                          text=True, timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["zoo", "list"]])
@@ -46,8 +61,11 @@ def test_zoo_info_prints_no_tensorflow_log_line():
     result = _kbnn("zoo", "info", "binarynet_mnist")
     assert result.returncode == 0, result.stderr
     assert "binarynet_mnist" in result.stdout
-    noise = [line for line in (result.stdout + result.stderr).splitlines()
-             if any(marker in line for marker in ABSL_NOISE)]
+    noise = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if any(marker in line for marker in ABSL_NOISE)
+    ]
     assert noise == []
     verbose = _kbnn("--verbose", "zoo", "info", "binarynet_mnist")
     assert verbose.returncode == 0
@@ -79,7 +97,12 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(tmp_path):
     """SIGINT while TensorFlow is being imported: no traceback, exit code 130."""
     process = subprocess.Popen(
         [sys.executable, "-c", LAUNCHER, "zoo", "info", "binarynet_mnist"],
-        env=ENV, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=ENV,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.5)  # inside `import tensorflow` (3+ s on 2 cores)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -28,7 +28,9 @@ def _bits(a):
 
 sparse_tensors = st.tuples(
     hnp.array_shapes(min_dims=1, max_dims=4, max_side=9),
-    st.integers(0, 2**31), st.floats(0.0, 1.0), st.integers(1, 300),
+    st.integers(0, 2**31),
+    st.floats(0.0, 1.0),
+    st.integers(1, 300),
 ).map(lambda args: _random_tensor(*args))
 
 
@@ -51,8 +53,11 @@ def test_every_candidate_decodes_bit_exactly(tensor):
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.array_shapes(min_dims=2, max_dims=4, max_side=8), st.integers(0, 2**31),
-       st.sampled_from([(-1, 0, 1), (-2, -1, 0, 1, 2)]))
+@given(
+    hnp.array_shapes(min_dims=2, max_dims=4, max_side=8),
+    st.integers(0, 2**31),
+    st.sampled_from([(-1, 0, 1), (-2, -1, 0, 1, 2)]),
+)
 def test_levels_candidates_decode_bit_exactly(shape, seed, level_set):
     rng = np.random.default_rng(seed)
     levels = rng.choice(level_set, size=shape)
@@ -116,8 +121,9 @@ def _compressed_model():
     h = kl.TernaryDense(32, name="ternary")(h)
     outputs = tf.keras.layers.Dense(10, name="out")(h)
     model = tf.keras.Model(inputs, outputs)
-    model.get_layer("bn").set_weights([np.random.default_rng(i).random(8).astype("f4") + 0.5
-                                       for i in range(4)])
+    model.get_layer("bn").set_weights(
+        [np.random.default_rng(i).random(8).astype("f4") + 0.5 for i in range(4)]
+    )
     model = pruning.magnitude_prune(model, 0.7)
     model = sharing.strip_sharing(sharing.share_weights(model, {"conv": 4, "out": 3}))
     model, notes = quantized.materialize_quantized(model)
@@ -141,10 +147,14 @@ def test_round_trip_is_bit_identical(saved):
     for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         assert a.shape == b.shape and np.array_equal(_bits(a), _bits(b))
     x = np.random.default_rng(9).normal(size=(16, 8, 8, 1)).astype("f4")
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(),
-                                  model(x, training=False).numpy())
-    encodings = {t.name.split("/")[0]: t.encoding.chosen.name for t in report.tensors
-                 if t.name.endswith("kernel:0")}
+    np.testing.assert_array_equal(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy()
+    )
+    encodings = {
+        t.name.split("/")[0]: t.encoding.chosen.name
+        for t in report.tensors
+        if t.name.endswith("kernel:0")
+    }
     assert encodings["ternary"].startswith("levels")
     assert encodings["conv"].startswith("codebook") and encodings["out"].startswith("codebook")
     assert report.file_bytes == os.path.getsize(path)
@@ -177,7 +187,7 @@ def test_flipped_payload_byte_names_the_tensor(saved, tmp_path):
     header_len = struct.unpack_from("<I", blob, 12)[0]
     start = 28 + header_len
     ternary = next(t for t in report.tensors if t.name.startswith("ternary"))
-    offset = sum(t.nbytes for t in report.tensors[:report.tensors.index(ternary)])
+    offset = sum(t.nbytes for t in report.tensors[: report.tensors.index(ternary)])
     corrupt = bytearray(blob)
     corrupt[start + offset + 3] ^= 0x10
     _expect(bytes(corrupt), tmp_path, fmt.CorruptFileError, "checksum mismatch in tensor 'ternary")
@@ -201,18 +211,26 @@ def test_other_corruptions(saved, tmp_path):
 def test_consistent_checksums_but_bad_content_is_reported(saved, tmp_path):
     """A file re-checksummed after tampering (valid framing) still fails to decode cleanly."""
     _, _, _, blob = saved
-    header_len, payload_len = struct.unpack_from("<I", blob, 12)[0], struct.unpack_from(
-        "<Q", blob, 20)[0]
+    header_len, payload_len = (
+        struct.unpack_from("<I", blob, 12)[0],
+        struct.unpack_from("<Q", blob, 20)[0],
+    )
     import hashlib
     import json
 
-    header = json.loads(zlib.decompress(blob[28:28 + header_len]))
+    header = json.loads(zlib.decompress(blob[28 : 28 + header_len]))
     header["tensors"][0]["meta"]["shape"] = [3, 3, 1, 9]  # wrong shape for the data
     new_header = zlib.compress(json.dumps(header).encode())
-    body = (struct.pack("<8sHHIIQ", fmt.MAGIC, 1, 0, len(new_header), zlib.crc32(new_header),
-                        payload_len) + new_header + blob[28 + header_len:-32])
-    _expect(body + hashlib.sha256(body).digest(), tmp_path, fmt.CorruptFileError,
-            "cannot decode|shape")
+    body = (
+        struct.pack(
+            "<8sHHIIQ", fmt.MAGIC, 1, 0, len(new_header), zlib.crc32(new_header), payload_len
+        )
+        + new_header
+        + blob[28 + header_len : -32]
+    )
+    _expect(
+        body + hashlib.sha256(body).digest(), tmp_path, fmt.CorruptFileError, "cannot decode|shape"
+    )
 
 
 def test_save_is_atomic_and_rejects_subclassed_models(tmp_path):

@@ -13,10 +13,15 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 streams = st.integers(1, 300).flatmap(
-    lambda alphabet: hnp.arrays(np.int64, st.integers(0, 400), elements=st.integers(0, alphabet - 1)))
+    lambda alphabet: hnp.arrays(
+        np.int64, st.integers(0, 400), elements=st.integers(0, alphabet - 1)
+    )
+)
 skewed_streams = hnp.arrays(
-    np.int64, st.integers(1, 2000),
-    elements=st.sampled_from([0] * 20 + [1] * 6 + [2] * 3 + [3, 4, 5, 6, 7, 8, 9, 10, 11]))
+    np.int64,
+    st.integers(1, 2000),
+    elements=st.sampled_from([0] * 20 + [1] * 6 + [2] * 3 + [3, 4, 5, 6, 7, 8, 9, 10, 11]),
+)
 
 
 # --- Huffman ---------------------------------------------------------------------------------
@@ -52,8 +57,9 @@ def _brute_force_optimal_bits(counts):
     return best
 
 
-@pytest.mark.parametrize("counts", [[5, 1, 1], [1, 1, 1, 1], [10, 6, 3, 1], [7, 7, 2, 1, 1],
-                                    [1, 2, 4, 8, 16]])
+@pytest.mark.parametrize(
+    "counts", [[5, 1, 1], [1, 1, 1, 1], [10, 6, 3, 1], [7, 7, 2, 1, 1], [1, 2, 4, 8, 16]]
+)
 def test_code_lengths_are_optimal(counts):
     lengths = huffman.code_lengths(counts)
     assert int(np.dot(counts, lengths)) == _brute_force_optimal_bits(counts)
@@ -73,7 +79,7 @@ def test_length_limit_holds_for_fibonacci_counts():
         fibonacci.append(fibonacci[-1] + fibonacci[-2])
     lengths = huffman.code_lengths(fibonacci)
     assert lengths.max() == huffman.MAX_CODE_LENGTH  # unlimited it would be 39
-    assert np.sum(2.0 ** -lengths) <= 1.0
+    assert np.sum(2.0**-lengths) <= 1.0
     symbols = np.repeat(np.arange(40), 3)
     assert np.array_equal(huffman.decode_stream(huffman.encode_stream(symbols, 40)), symbols)
 
@@ -105,8 +111,13 @@ def test_bad_lengths_are_rejected():
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(1, 20).flatmap(lambda w: st.tuples(st.just(w), hnp.arrays(
-    np.int64, st.integers(0, 200), elements=st.integers(0, 2**w - 1)))))
+@given(
+    st.integers(1, 20).flatmap(
+        lambda w: st.tuples(
+            st.just(w), hnp.arrays(np.int64, st.integers(0, 200), elements=st.integers(0, 2**w - 1))
+        )
+    )
+)
 def test_fixed_width_round_trip(case):
     width, values = case
     packed = bitstream.pack_uint(values, width)

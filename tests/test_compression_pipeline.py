@@ -20,11 +20,13 @@ def _data(n=256, seed=0):
 
 
 def _tiny_model():
-    model = tf.keras.Sequential([
-        tf.keras.layers.Dense(48, activation="relu", input_shape=(12,), name="hidden"),
-        tf.keras.layers.Dense(4, activation="relu", name="narrow"),
-        tf.keras.layers.Dense(2, name="tiny"),  # 8 weights: a codebook costs more than they do
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.layers.Dense(48, activation="relu", input_shape=(12,), name="hidden"),
+            tf.keras.layers.Dense(4, activation="relu", name="narrow"),
+            tf.keras.layers.Dense(2, name="tiny"),  # 8 weights: a codebook costs more than they do
+        ]
+    )
     # Eight well separated (fixed) weights in the last layer: each needs its own centroid.
     tiny = model.get_layer("tiny")
     tiny.kernel.assign([[1.5, -1.2], [0.9, -0.6], [0.3, 1.1], [-1.8, 0.7]])
@@ -45,8 +47,13 @@ def test_pipeline_stages_file_and_warnings(trained, tmp_path):
     data = _data()
     out = tmp_path / "tiny.kbz"
     config = pipeline.CompressionConfig(
-        sparsity={"hidden": 0.8, "narrow": 0.1, "tiny": 0.25}, bits=5, rounds=2,
-        epochs_per_round=1, finetune_epochs=1, compile_fn=pipeline.default_compile(1e-3))
+        sparsity={"hidden": 0.8, "narrow": 0.1, "tiny": 0.25},
+        bits=5,
+        rounds=2,
+        epochs_per_round=1,
+        finetune_epochs=1,
+        compile_fn=pipeline.default_compile(1e-3),
+    )
     result = pipeline.compress(trained, config, train_data=data, test_data=data, output=out)
     names = [row.stage for row in result.stages]
     assert names == ["baseline", "pruned", "shared", "huffman"]
@@ -62,13 +69,15 @@ def test_pipeline_stages_file_and_warnings(trained, tmp_path):
     report = result.format()
     assert "weight sharing (5 bits) of layer 'tiny' (8 weights) costs more than it saves" in report
     assert "relative-index sparse format (sparse) of narrow/kernel:0 costs more than it saves" in (
-        report)
+        report
+    )
     assert "x the float32 weights" in report
     tiny = result.model.get_layer("tiny").kernel.numpy()
     assert np.unique(tiny).size > 4  # not shared
     # Retraining and codebook fine-tuning kept every pruned weight at exactly zero.
     assert pruning.kernel_sparsity(result.model) == pytest.approx(
-        {"hidden": 461 / 576, "narrow": 19 / 192, "tiny": 0.25})  # tiny: unshared, frozen
+        {"hidden": 461 / 576, "narrow": 19 / 192, "tiny": 0.25}
+    )  # tiny: unshared, frozen
     assert np.unique(result.model.get_layer("hidden").kernel.numpy()).size <= 32
     loaded = fmt.load_compressed(out)
     x = next(iter(data))[0]
@@ -78,7 +87,8 @@ def test_pipeline_stages_file_and_warnings(trained, tmp_path):
 
 def test_one_shot_pipeline_without_data(trained):
     result = pipeline.compress(
-        trained, pipeline.CompressionConfig(sparsity=0.5, bits=3, huffman=False))
+        trained, pipeline.CompressionConfig(sparsity=0.5, bits=3, huffman=False)
+    )
     assert [row.stage for row in result.stages] == ["baseline", "pruned", "shared"]
     assert all(row.accuracy is None for row in result.stages)
     assert "accuracy" in result.format().splitlines()[0]
@@ -86,13 +96,21 @@ def test_one_shot_pipeline_without_data(trained):
 
 def test_binary_kernels_report_huffman_as_not_worth_it():
     tf.keras.utils.set_random_seed(1)
-    model = tf.keras.Sequential([
-        lq.layers.QuantDense(64, kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-                             input_shape=(32,), name="binary"),
-        tf.keras.layers.Dense(2, name="out"),
-    ])
+    model = tf.keras.Sequential(
+        [
+            lq.layers.QuantDense(
+                64,
+                kernel_quantizer="ste_sign",
+                kernel_constraint="weight_clip",
+                input_shape=(32,),
+                name="binary",
+            ),
+            tf.keras.layers.Dense(2, name="out"),
+        ]
+    )
     result = pipeline.compress(
-        model, pipeline.CompressionConfig(sparsity=None, bits=None, huffman=True))
+        model, pipeline.CompressionConfig(sparsity=None, bits=None, huffman=True)
+    )
     report = result.format()
     assert "Huffman coding of binary/kernel:0 values costs more than it saves" in report
     shared_row = next(r for r in result.stages if r.stage == "huffman")
@@ -163,15 +181,34 @@ def saved_model(trained, tmp_path):
 
 def test_cli_compress_prints_the_report(saved_model, tmp_path, capsys):
     out = tmp_path / "out.kbz"
-    rc = cli.main(["compress", str(saved_model), "--prune", "0.8", "--bits", "4", "--huffman",
-                   "--prune-layer", "tiny=0.5", "-o", str(out)])
+    rc = cli.main(
+        [
+            "compress",
+            str(saved_model),
+            "--prune",
+            "0.8",
+            "--bits",
+            "4",
+            "--huffman",
+            "--prune-layer",
+            "tiny=0.5",
+            "-o",
+            str(out),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     lines = text.splitlines()
-    assert lines[0].split() == ["stage", "params", "nonzeros", "bits/w", "bytes", "ratio",
-                                "accuracy"]
-    assert [line.split()[0] for line in lines[2:6]] == ["baseline", "pruned", "shared",
-                                                       "huffman"]
+    assert lines[0].split() == [
+        "stage",
+        "params",
+        "nonzeros",
+        "bits/w",
+        "bytes",
+        "ratio",
+        "accuracy",
+    ]
+    assert [line.split()[0] for line in lines[2:6]] == ["baseline", "pruned", "shared", "huffman"]
     assert "costs more than it saves" in text
     model = fmt.load_compressed(out)
     sparsity = 1 - np.count_nonzero(model.get_layer("hidden").kernel.numpy()) / (12 * 48)
@@ -179,13 +216,16 @@ def test_cli_compress_prints_the_report(saved_model, tmp_path, capsys):
     assert 1 - np.count_nonzero(model.get_layer("tiny").kernel.numpy()) / 8 == 0.5
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--prune", "1.5"], "--prune must be in [0, 1)"),
-    (["--bits", "12"], "--bits must be in 1..8"),
-    (["--prune-layer", "hidden"], "NAME=SPARSITY"),
-    (["--prune-layer", "nope=0.5"], "no layer named"),
-    ([], "nothing to do"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--prune", "1.5"], "--prune must be in [0, 1)"),
+        (["--bits", "12"], "--bits must be in 1..8"),
+        (["--prune-layer", "hidden"], "NAME=SPARSITY"),
+        (["--prune-layer", "nope=0.5"], "no layer named"),
+        ([], "nothing to do"),
+    ],
+)
 def test_cli_usage_errors_are_one_line(saved_model, tmp_path, capsys, argv, message):
     rc = cli.main(["compress", str(saved_model), "-o", str(tmp_path / "x.kbz"), *argv])
     err = capsys.readouterr().err
@@ -193,8 +233,9 @@ def test_cli_usage_errors_are_one_line(saved_model, tmp_path, capsys, argv, mess
 
 
 def test_cli_missing_model(tmp_path, capsys):
-    rc = cli.main(["compress", str(tmp_path / "none.keras"), "--bits", "4", "-o",
-                   str(tmp_path / "x.kbz")])
+    rc = cli.main(
+        ["compress", str(tmp_path / "none.keras"), "--bits", "4", "-o", str(tmp_path / "x.kbz")]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "none.keras' does not exist" in err and err.count("\n") == 1
 
@@ -203,15 +244,32 @@ def test_cli_reports_mnist_accuracy_per_stage(mnist_available, tmp_path, capsys)
     from kbnn.data import mnist
 
     tf.keras.utils.set_random_seed(0)
-    model = tf.keras.Sequential([tf.keras.layers.Flatten(input_shape=(28, 28, 1)),
-                                 tf.keras.layers.Dense(10, name="linear")])
+    model = tf.keras.Sequential(
+        [tf.keras.layers.Flatten(input_shape=(28, 28, 1)), tf.keras.layers.Dense(10, name="linear")]
+    )
     pipeline.default_compile(1e-2)(model)
     model.fit(mnist("train[:6000]", 100), epochs=1, verbose=0)
     path = tmp_path / "linear.keras"
     model.save(path)
-    rc = cli.main(["compress", str(path), "--prune", "0.5", "--bits", "5", "--huffman",
-                   "--dataset", "mnist", "--epochs", "0", "--finetune-epochs", "0",
-                   "-o", str(tmp_path / "linear.kbz")])
+    rc = cli.main(
+        [
+            "compress",
+            str(path),
+            "--prune",
+            "0.5",
+            "--bits",
+            "5",
+            "--huffman",
+            "--dataset",
+            "mnist",
+            "--epochs",
+            "0",
+            "--finetune-epochs",
+            "0",
+            "-o",
+            str(tmp_path / "linear.kbz"),
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0
     accuracies = [float(line.split()[-1].rstrip("%")) for line in text.splitlines()[2:6]]

@@ -14,19 +14,23 @@ import tensorflow_model_optimization as tfmot
 
 def _mlp(ternary=False):
     middle = kl.TernaryDense(12, name="mid") if ternary else tf.keras.layers.Dense(12, name="mid")
-    return tf.keras.Sequential([
-        tf.keras.layers.Dense(16, activation="relu", input_shape=(8,), name="first"),
-        middle,
-        tf.keras.layers.Dense(3, name="last"),
-    ])
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.Dense(16, activation="relu", input_shape=(8,), name="first"),
+            middle,
+            tf.keras.layers.Dense(3, name="last"),
+        ]
+    )
 
 
 def _convnet():
-    return tf.keras.Sequential([
-        tf.keras.layers.Conv2D(6, 3, input_shape=(8, 8, 1), name="conv"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(3, name="last"),
-    ])
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.Conv2D(6, 3, input_shape=(8, 8, 1), name="conv"),
+            tf.keras.layers.Flatten(),
+            tf.keras.layers.Dense(3, name="last"),
+        ]
+    )
 
 
 def _data(shape, n=64, seed=0):
@@ -35,8 +39,10 @@ def _data(shape, n=64, seed=0):
 
 
 def _compile(model, optimizer=None):
-    model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(0.05),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=optimizer or tf.keras.optimizers.Adam(0.05),
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
 
 
 def _kernels_and_masks(model):
@@ -45,8 +51,9 @@ def _kernels_and_masks(model):
             yield wrapper, klayers.kernel_variable(wrapper.layer), wrapper.kernel_mask()
 
 
-@pytest.mark.parametrize("build,shape", [(_mlp, (8,)), (lambda: _mlp(ternary=True), (8,)),
-                                         (_convnet, (8, 8, 1))])
+@pytest.mark.parametrize(
+    "build,shape", [(_mlp, (8,)), (lambda: _mlp(ternary=True), (8,)), (_convnet, (8, 8, 1))]
+)
 def test_masks_hold_through_fit_and_pruned_weights_get_no_gradient(build, shape):
     x, y = _data(shape)
     model = pruning.prune_low_magnitude(build(), 0.6)
@@ -69,7 +76,8 @@ def test_tfmot_wrapper_alone_lets_gradient_reach_pruned_weights():
     x, _ = _data((8,))
     base = _mlp()
     model = tfmot.sparsity.keras.prune_low_magnitude(
-        base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=1))
+        base, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.6, 0, frequency=1)
+    )
     model.optimizer = None
     for layer in model.layers:
         layer.pruning_step.assign(1)
@@ -106,11 +114,19 @@ def test_iterative_schedule_grows_the_threshold_and_masks_only_shrink():
     class Record(tf.keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             wrapper = model.layers[0]
-            history.append((wrapper.kernel_mask().numpy().copy(),
-                            float(wrapper.pruning_vars[0][2].numpy())))
+            history.append(
+                (wrapper.kernel_mask().numpy().copy(), float(wrapper.pruning_vars[0][2].numpy()))
+            )
 
-    model.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0,
-              callbacks=[pruning.UpdatePruningStep(), Record()])
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[pruning.UpdatePruningStep(), Record()],
+    )
     sparsities = [1 - mask.mean() for mask, _ in history]
     assert sparsities[0] == pytest.approx(0.3, abs=0.01)
     assert sparsities[4] == pytest.approx(0.6, abs=0.01)
@@ -126,7 +142,14 @@ def test_iterative_schedule_values():
     schedule = pruning.IterativeSparsity([0.5, 0.75], steps_per_round=10, begin_step=1)
     calls = {step: schedule(step) for step in (0, 1, 2, 11, 12, 21, 30)}
     assert [bool(calls[s][0]) for s in (0, 1, 2, 11, 12, 21, 30)] == [
-        False, True, False, True, False, False, False]
+        False,
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+    ]
     assert float(calls[1][1]) == 0.5 and float(calls[11][1]) == 0.75
     assert float(calls[30][1]) == 0.75
     with pytest.raises(ValueError, match="must not decrease"):
@@ -167,11 +190,17 @@ def test_sensitivity_scan_matches_manual_pruning():
     def evaluate(m):
         return float(np.abs(m.predict(x, verbose=0) - reference).mean())
 
-    points = pruning.sensitivity_scan(model, evaluate, sparsities=(0.0, 0.5, 0.9),
-                                      layers=["first", "last"])
+    points = pruning.sensitivity_scan(
+        model, evaluate, sparsities=(0.0, 0.5, 0.9), layers=["first", "last"]
+    )
     assert [(p.layer, p.sparsity) for p in points] == [
-        ("first", 0.0), ("first", 0.5), ("first", 0.9), ("last", 0.0), ("last", 0.5),
-        ("last", 0.9)]
+        ("first", 0.0),
+        ("first", 0.5),
+        ("first", 0.9),
+        ("last", 0.0),
+        ("last", 0.5),
+        ("last", 0.9),
+    ]
     manual = pruning.magnitude_prune(model, {"last": 0.5})
     assert points[4].metric == pytest.approx(evaluate(manual))
     assert points[0].metric == 0.0 and points[1].metric < points[2].metric
@@ -191,8 +220,7 @@ def test_sign_quantized_layers_are_not_prunable():
     with pytest.raises(ValueError, match="no layer named"):
         pruning.prune_low_magnitude(model, {"nope": 0.5})
     wrapped = pruning.prune_low_magnitude(model, 0.5)  # skips the binary layer
-    assert [type(layer).__name__ for layer in wrapped.layers] == [
-        "QuantDense", "PruneLowMagnitude"]
+    assert [type(layer).__name__ for layer in wrapped.layers] == ["QuantDense", "PruneLowMagnitude"]
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])

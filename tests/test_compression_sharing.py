@@ -39,8 +39,12 @@ def _reference_kmeans(values, k, iterations=100):
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.arrays(np.float64, st.integers(2, 300),
-                  elements=st.floats(-4, 4, allow_nan=False, width=32)), st.integers(1, 16))
+@given(
+    hnp.arrays(
+        np.float64, st.integers(2, 300), elements=st.floats(-4, 4, allow_nan=False, width=32)
+    ),
+    st.integers(1, 16),
+)
 def test_kmeans_matches_textbook_lloyd(values, k):
     reference = _reference_kmeans(values.astype(np.float64), k)
     assume(reference is not None)
@@ -71,11 +75,19 @@ def test_pruned_kernel_reserves_index_zero_for_exact_zeros():
 
 def _model(conv):
     if conv:
-        return tf.keras.Sequential([
-            tf.keras.layers.Conv2D(4, 3, input_shape=(6, 6, 2), name="conv"),
-            tf.keras.layers.Flatten(), tf.keras.layers.Dense(3, name="out")])
-    return tf.keras.Sequential([tf.keras.layers.Dense(6, input_shape=(5,), name="hidden"),
-                                tf.keras.layers.Dense(3, name="out")])
+        return tf.keras.Sequential(
+            [
+                tf.keras.layers.Conv2D(4, 3, input_shape=(6, 6, 2), name="conv"),
+                tf.keras.layers.Flatten(),
+                tf.keras.layers.Dense(3, name="out"),
+            ]
+        )
+    return tf.keras.Sequential(
+        [
+            tf.keras.layers.Dense(6, input_shape=(5,), name="hidden"),
+            tf.keras.layers.Dense(3, name="out"),
+        ]
+    )
 
 
 @pytest.mark.parametrize("conv", [False, True])
@@ -110,8 +122,9 @@ def test_centroid_gradient_and_update_equal_the_summed_member_gradients(conv):
     shared.compile(optimizer=tf.keras.optimizers.SGD(0.01), loss="mse")
     shared.train_on_batch(x, target)
     scale = 1.0 / target.size  # Keras' mse is the mean (over batch and outputs) of the sum above
-    np.testing.assert_allclose(wrapper.centroids.numpy() - before, -0.01 * scale * expected,
-                               rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        wrapper.centroids.numpy() - before, -0.01 * scale * expected, rtol=1e-4, atol=1e-7
+    )
     np.testing.assert_array_equal(wrapper.indices.numpy(), indices)
 
 
@@ -124,8 +137,9 @@ def test_fit_keeps_indices_zeros_and_codebook_size():
     shared.compile(optimizer=tf.keras.optimizers.Adam(0.05), loss="mse")
     shared.fit(x, y, epochs=3, batch_size=16, verbose=0)
     stripped = sharing.strip_sharing(shared)
-    for wrapper, before, layer, source in zip(shared.layers, indices, stripped.layers,
-                                              pruned.layers, strict=True):
+    for wrapper, before, layer, source in zip(
+        shared.layers, indices, stripped.layers, pruned.layers, strict=True
+    ):
         np.testing.assert_array_equal(wrapper.indices.numpy(), before)
         kernel = layer.kernel.numpy()
         np.testing.assert_array_equal(kernel == 0, source.kernel.numpy() == 0)
@@ -151,7 +165,10 @@ def test_shared_model_round_trips(tmp_path, suffix):
     x = np.random.default_rng(6).normal(size=(5, 6, 6, 2)).astype("f4")
     shared = sharing.share_weights(pruning.magnitude_prune(_model(True), 0.5), {"conv": 5})
     assert [type(layer).__name__ for layer in shared.layers] == [
-        "SharedWeights", "Flatten", "Dense"]
+        "SharedWeights",
+        "Flatten",
+        "Dense",
+    ]
     path = str(tmp_path / f"shared{suffix}")
     shared.save(path)
     loaded = tf.keras.models.load_model(path, compile=False)

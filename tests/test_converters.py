@@ -319,7 +319,9 @@ def test_verify_detects_a_different_model_and_bad_inputs(tmp_path):
         converters.verify(model, conversion.flatbuffer, np.zeros((2, 9), np.float32))
     path = conversion.save(tmp_path / "model.tflite")
     assert path.read_bytes() == conversion.flatbuffer
-    with pytest.raises((OSError, ValueError), match="missing"):  # kbnn._io: UsageError or WriteError
+    with pytest.raises(
+        (OSError, ValueError), match="missing"
+    ):  # kbnn._io: UsageError or WriteError
         conversion.save(tmp_path / "missing" / "model.tflite")
     assert sorted(os.listdir(tmp_path)) == ["model.tflite"]  # no temporary files left
 
@@ -421,11 +423,15 @@ def test_lce_binary_conv_rounding_does_not_shrink_near_zero():
     assert conversion.ops.get("LceBconv2d") == 1 and conversion.report["bconv"].fused == ["bn"]
     actual = lce_outputs(conversion.flatbuffer, [x])[0].reshape(x.shape)
 
-    signs = np.pad(np.where(x >= 0, 1.0, -1.0), ((0, 0), (1, 1), (1, 1), (0, 0)),
-                   constant_values=1.0)  # pad_values=1
+    signs = np.pad(
+        np.where(x >= 0, 1.0, -1.0), ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=1.0
+    )  # pad_values=1
     kernel = np.where(model.get_layer("bconv").kernel.latent_variable.numpy() >= 0, 1.0, -1.0)
-    counts = sum(np.einsum("nhwi,io->nhwo", signs[:, a:a + size, b:b + size], kernel[a, b])
-                 for a in range(3) for b in range(3))
+    counts = sum(
+        np.einsum("nhwi,io->nhwo", signs[:, a : a + size, b : b + size], kernel[a, b])
+        for a in range(3)
+        for b in range(3)
+    )
     multiplier, offset = batchnorm_affine(model.get_layer("bn"))
     exact = counts * multiplier + offset
     error = np.abs(actual - exact)
@@ -479,19 +485,29 @@ def test_residual_binary_blocks_agree_tightly_away_from_sign_ties():
     assert report.max_abs_diff <= report.outputs[0].tolerance
 
 
-@pytest.mark.parametrize("input_quantizer", ["ste_tern", lq.quantizers.SteTern(threshold_value=0.2)])
+@pytest.mark.parametrize(
+    "input_quantizer", ["ste_tern", lq.quantizers.SteTern(threshold_value=0.2)]
+)
 def test_ternary_input_quantizer_is_refused_not_silently_binarized(input_quantizer):
     """LCE lowers a ternary input quantizer as sign with sign(0) = +1: refused up front."""
     inputs = tf.keras.Input((6, 6, 4))
-    x = lq.layers.QuantConv2D(8, 3, input_quantizer=input_quantizer,
-                              kernel_quantizer="ste_sign", kernel_constraint="weight_clip",
-                              name="tern_conv")(inputs)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        input_quantizer=input_quantizer,
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+        name="tern_conv",
+    )(inputs)
     model = tf.keras.Model(inputs, tf.keras.layers.Flatten()(x))
     with pytest.raises(ConversionError, match=r"'tern_conv'.*ternary.*sign\(0\) = \+1"):
         converters.convert(model)
     assert converters.levels.is_ternary_quantizer(lq.quantizers.SteTern())
-    for other in (lq.quantizers.SteSign(), lq.quantizers.SteHeaviside(),
-                  kbnn.quantizers.DoReFaActivation(2)):
+    for other in (
+        lq.quantizers.SteSign(),
+        lq.quantizers.SteHeaviside(),
+        kbnn.quantizers.DoReFaActivation(2),
+    ):
         assert not converters.levels.is_ternary_quantizer(other)
 
 

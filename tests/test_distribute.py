@@ -11,9 +11,9 @@ import time
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 import kbnn.distribute as kd
 from kbnn import data as kdata
-from kbnn.zoo import training as zoo_training
 from kbnn.distribute import local_cluster
 from kbnn.errors import KbnnError, UsageError
+from kbnn.zoo import training as zoo_training
 
 import larq as lq
 import numpy as np
@@ -56,8 +56,9 @@ def test_multiworker_needs_a_valid_tf_config(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(UsageError, match="TF_CONFIG must be JSON"):
         kd.get_strategy("multiworker")
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": []},
-                                                "task": {"type": "worker", "index": 0}}))
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}})
+    )
     with pytest.raises(UsageError, match="non-empty"):
         kd.get_strategy("multiworker")
     monkeypatch.setenv("TF_CONFIG", kd.tf_config(["127.0.0.1:1"], 0))
@@ -75,8 +76,10 @@ def test_tpu_fails_fast_without_a_tpu():
 
 def test_tf_config_json():
     config = json.loads(kd.tf_config(["10.0.0.1:2222", "10.0.0.2:2222"], 1))
-    assert config == {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
-                      "task": {"type": "worker", "index": 1}}
+    assert config == {
+        "cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+        "task": {"type": "worker", "index": 1},
+    }
     with pytest.raises(UsageError, match="index"):
         kd.tf_config(["a:1"], 1)
     with pytest.raises(UsageError, match="host:port"):
@@ -109,8 +112,9 @@ def test_learning_rate_scaling_rules():
     assert kd.scale_learning_rate(1e-3, rule="none", **args) == pytest.approx(1e-3)
     # One replica at the recipe's batch: the recipe's learning rate, whatever the rule.
     for rule in kd.LR_SCALING_CHOICES:
-        assert kd.scale_learning_rate(0.01, global_batch_size=100, reference_batch_size=100,
-                                      rule=rule) == pytest.approx(0.01)
+        assert kd.scale_learning_rate(
+            0.01, global_batch_size=100, reference_batch_size=100, rule=rule
+        ) == pytest.approx(0.01)
 
 
 def test_learning_rate_scaling_validates():
@@ -125,8 +129,9 @@ def test_learning_rate_scaling_validates():
 # --------------------------------------------------------------------------- sharding
 
 
-@pytest.mark.parametrize("name, policy", [("file", "FILE"), ("data", "DATA"), ("off", "OFF"),
-                                          ("auto", "AUTO")])
+@pytest.mark.parametrize(
+    "name, policy", [("file", "FILE"), ("data", "DATA"), ("off", "OFF"), ("auto", "AUTO")]
+)
 def test_shard_policy_is_set_on_the_dataset(name, policy):
     options = tf.data.Options()
     options.deterministic = False
@@ -134,7 +139,8 @@ def test_shard_policy_is_set_on_the_dataset(name, policy):
     sharded = kdata.with_shard_policy(dataset, name)
     got = sharded.options()
     assert got.experimental_distribute.auto_shard_policy == getattr(
-        tf.data.experimental.AutoShardPolicy, policy)
+        tf.data.experimental.AutoShardPolicy, policy
+    )
     assert got.deterministic is False  # other options kept
     assert list(sharded.as_numpy_iterator()) == [0, 1, 2, 3]
 
@@ -147,7 +153,9 @@ def test_shard_policy_validates():
 
 
 def test_mnist_recipe_data_is_sharded_by_data(mnist_available):
-    splits = zoo_training.mnist_datasets(validation_size=1000, seed=0)(200, tf.distribute.get_strategy())
+    splits = zoo_training.mnist_datasets(validation_size=1000, seed=0)(
+        200, tf.distribute.get_strategy()
+    )
     data = tf.data.experimental.AutoShardPolicy.DATA
     assert splits.train.options().experimental_distribute.auto_shard_policy == data
     assert splits.validation.options().experimental_distribute.auto_shard_policy == data
@@ -163,9 +171,15 @@ def _tiny_binary_model(fan_in=2048, units=64):
     inputs = tf.keras.Input((fan_in,))
     latent = tf.keras.initializers.RandomUniform(1e-3, 1.0, seed=1)  # |w| >= 1e-3: no underflow
     signs = np.where(np.random.default_rng(1).random((fan_in, units)) < 0.5, -1.0, 1.0)
-    x = lq.layers.QuantDense(units, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                             kernel_constraint="weight_clip", use_bias=False, name="binary",
-                             kernel_initializer=latent)(inputs)
+    x = lq.layers.QuantDense(
+        units,
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+        use_bias=False,
+        name="binary",
+        kernel_initializer=latent,
+    )(inputs)
     x = tf.keras.layers.BatchNormalization(name="bn")(x)
     outputs = tf.keras.layers.Activation("softmax", name="softmax")(x)
     model = tf.keras.Model(inputs, outputs)
@@ -285,8 +299,9 @@ PRINT_CONFIG = "import os; print(os.environ['TF_CONFIG']); print(os.environ['no_
 
 
 def test_local_cluster_gives_each_worker_its_tf_config(tmp_path):
-    results = local_cluster.run([sys.executable, "-c", PRINT_CONFIG], 3, timeout=60,
-                                log_dir=tmp_path)
+    results = local_cluster.run(
+        [sys.executable, "-c", PRINT_CONFIG], 3, timeout=60, log_dir=tmp_path
+    )
     configs = [json.loads(r.output().splitlines()[0]) for r in results]
     assert [r.returncode for r in results] == [0, 0, 0]
     assert [c["task"] for c in configs] == [{"type": "worker", "index": i} for i in range(3)]
@@ -305,9 +320,11 @@ def _alive(pid):
 
 
 def test_local_cluster_stops_the_others_when_one_fails(tmp_path):
-    code = ("import json, os, sys, time\n"
-            "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
-            "time.sleep(60) if index == 0 else sys.exit(5)\n")
+    code = (
+        "import json, os, sys, time\n"
+        "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+        "time.sleep(60) if index == 0 else sys.exit(5)\n"
+    )
     start = time.monotonic()
     results = local_cluster.run([sys.executable, "-c", code], 2, timeout=60, log_dir=tmp_path)
     assert time.monotonic() - start < 30
@@ -317,8 +334,9 @@ def test_local_cluster_stops_the_others_when_one_fails(tmp_path):
 
 
 def test_local_cluster_time_limit_kills_everything(tmp_path):
-    results = local_cluster.run([sys.executable, "-c", "import time; time.sleep(60)"], 2,
-                                timeout=1.5, log_dir=tmp_path)
+    results = local_cluster.run(
+        [sys.executable, "-c", "import time; time.sleep(60)"], 2, timeout=1.5, log_dir=tmp_path
+    )
     assert all(r.stopped for r in results)
     assert not any(_alive(r.pid) for r in results)
     with pytest.raises(UsageError, match="num_workers"):
@@ -355,9 +373,18 @@ class _StopAfterEpoch(tf.keras.callbacks.Callback):
 
 
 def test_train_on_the_default_strategy_resumes_from_backup(tmp_path):
-    args = dict(strategy="default", per_replica_batch_size=8, epochs=2, optimizer="adam",
-                learning_rate=1e-3, lr_scaling="linear", datasets=_synthetic_data(),
-                output=tmp_path / "run", evaluate_test=False, verbose=0)
+    args = dict(
+        strategy="default",
+        per_replica_batch_size=8,
+        epochs=2,
+        optimizer="adam",
+        learning_rate=1e-3,
+        lr_scaling="linear",
+        datasets=_synthetic_data(),
+        output=tmp_path / "run",
+        evaluate_test=False,
+        verbose=0,
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         zoo_training.train("binarynet_mnist", callbacks=[_StopAfterEpoch(0)], **args)
     assert (tmp_path / "run" / "backup" / "chief" / "checkpoint").is_file()
@@ -374,15 +401,18 @@ def test_train_on_the_default_strategy_resumes_from_backup(tmp_path):
     assert len(result.final_weights) == len(result.model.weights)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"lr_scaling": "cubic"}, "lr_scaling"),
-    ({"epochs": 0}, "epochs"),
-    ({"optimizer": "sgd"}, "optimizer"),
-    ({"mixed_precision": "float8"}, "policy"),
-    ({"backup_freq": 0}, "backup_freq"),
-    ({"strategy": "ps"}, "strategy"),
-    ({"per_replica_batch_size": -1}, "per_replica_batch_size"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"lr_scaling": "cubic"}, "lr_scaling"),
+        ({"epochs": 0}, "epochs"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"mixed_precision": "float8"}, "policy"),
+        ({"backup_freq": 0}, "backup_freq"),
+        ({"strategy": "ps"}, "strategy"),
+        ({"per_replica_batch_size": -1}, "per_replica_batch_size"),
+    ],
+)
 def test_train_validates_before_training(tmp_path, kwargs, match):
     with pytest.raises(UsageError, match=match):
         zoo_training.train("binarynet_mnist", output=tmp_path, datasets=_synthetic_data(), **kwargs)

@@ -61,8 +61,7 @@ def test_data_dir_defaults_to_tfds_data_dir(tmp_path, monkeypatch, no_download):
         imagenet.builder()
 
 
-def test_training_an_imagenet_model_without_the_data_fails_before_building(tmp_path,
-                                                                         no_download):
+def test_training_an_imagenet_model_without_the_data_fails_before_building(tmp_path, no_download):
     start = time.monotonic()
     with pytest.raises(imagenet.ImageNetNotFoundError, match="ILSVRC2012_img_train.tar"):
         kbnn.zoo.train("quicknet", data_dir=tmp_path, output=tmp_path / "run", verbose=0)
@@ -79,21 +78,24 @@ def _jpeg(image: np.ndarray) -> bytes:
 def _examples(images, labels=None):
     labels = list(range(len(images))) if labels is None else labels
     return tf.data.Dataset.from_tensor_slices(
-        {"image": [_jpeg(i) for i in images], "label": np.asarray(labels, np.int64)})
+        {"image": [_jpeg(i) for i in images], "label": np.asarray(labels, np.int64)}
+    )
 
 
 def test_eval_pipeline_normalises_a_uniform_image():
     color = np.array([200, 100, 30])
     images = [np.broadcast_to(color, (48 + 8 * i, 64, 3)).astype(np.uint8) for i in range(4)]
-    batches = list(imagenet.pipeline(_examples(images), batch_size=2, training=False,
-                                     image_size=32))
+    batches = list(
+        imagenet.pipeline(_examples(images), batch_size=2, training=False, image_size=32)
+    )
     assert len(batches) == 2
     image, label = batches[0]
     assert image.shape == (2, 32, 32, 3) and image.dtype == tf.float32
     np.testing.assert_array_equal(label, [0, 1])
     expected = (color - np.array(imagenet.MEAN_RGB)) / np.array(imagenet.STDDEV_RGB)
-    np.testing.assert_allclose(image.numpy().reshape(-1, 3).mean(0), expected,
-                               atol=2 / min(imagenet.STDDEV_RGB))
+    np.testing.assert_allclose(
+        image.numpy().reshape(-1, 3).mean(0), expected, atol=2 / min(imagenet.STDDEV_RGB)
+    )
 
 
 def test_center_crop_keeps_the_centre():
@@ -116,8 +118,14 @@ def _half_white(n=16):
 
 def test_training_augmentation_is_seeded_and_flips():
     def batch(seed):
-        pipeline = imagenet.pipeline(_examples(_half_white()), batch_size=16, training=True,
-                                     image_size=24, seed=seed, shuffle_buffer=1)
+        pipeline = imagenet.pipeline(
+            _examples(_half_white()),
+            batch_size=16,
+            training=True,
+            image_size=24,
+            seed=seed,
+            shuffle_buffer=1,
+        )
         return next(iter(pipeline))[0].numpy()
 
     first, again, other = batch(1), batch(1), batch(2)
@@ -125,10 +133,16 @@ def test_training_augmentation_is_seeded_and_flips():
     assert not np.array_equal(first, other)
     left, right = first[:, :, :6].mean(axis=(1, 2, 3)), first[:, :, -6:].mean(axis=(1, 2, 3))
     assert np.any(left > right + 1) and np.any(right > left + 1)  # flipped and not flipped
-    eval_batch = next(iter(imagenet.pipeline(_examples(_half_white()), batch_size=16,
-                                             training=False, image_size=24)))[0].numpy()
-    assert np.all(eval_batch[:, :, :6].mean(axis=(1, 2, 3)) < eval_batch[:, :, -6:].mean(
-        axis=(1, 2, 3)))  # evaluation never flips
+    eval_batch = next(
+        iter(
+            imagenet.pipeline(
+                _examples(_half_white()), batch_size=16, training=False, image_size=24
+            )
+        )
+    )[0].numpy()
+    assert np.all(
+        eval_batch[:, :, :6].mean(axis=(1, 2, 3)) < eval_batch[:, :, -6:].mean(axis=(1, 2, 3))
+    )  # evaluation never flips
 
 
 def test_random_crop_windows_respect_the_area_range():
@@ -136,14 +150,21 @@ def test_random_crop_windows_respect_the_area_range():
     areas = []
     for i in range(50):
         begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-            shape, tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)), seed=[7, i],
-            min_object_covered=0.1, aspect_ratio_range=imagenet.ASPECT_RATIO_RANGE,
-            area_range=imagenet.AREA_RANGE, max_attempts=10, use_image_if_no_bounding_boxes=True)
+            shape,
+            tf.constant([0.0, 0.0, 1.0, 1.0], shape=(1, 1, 4)),
+            seed=[7, i],
+            min_object_covered=0.1,
+            aspect_ratio_range=imagenet.ASPECT_RATIO_RANGE,
+            area_range=imagenet.AREA_RANGE,
+            max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
         areas.append(int(size[0]) * int(size[1]) / (60 * 80))
     assert min(areas) >= 0.08 - 0.02 and max(areas) <= 1.0
     assert max(areas) - min(areas) > 0.2  # really random
-    image = imagenet.decode_random_crop(tf.constant(_jpeg(np.zeros((60, 80, 3), np.uint8))), 16,
-                                        tf.constant([1, 2], tf.int64))
+    image = imagenet.decode_random_crop(
+        tf.constant(_jpeg(np.zeros((60, 80, 3), np.uint8))), 16, tf.constant([1, 2], tf.int64)
+    )
     assert image.shape == (16, 16, 3)
 
 
@@ -175,17 +196,21 @@ def fake_imagenet(tmp_path_factory):
 
             def _info(self):
                 return self.dataset_info_from_configs(
-                    features=tfds.features.FeaturesDict({
-                        "image": tfds.features.Image(encoding_format="jpeg"),
-                        "label": tfds.features.ClassLabel(num_classes=1000),
-                        "file_name": tfds.features.Text(),
-                    }),
+                    features=tfds.features.FeaturesDict(
+                        {
+                            "image": tfds.features.Image(encoding_format="jpeg"),
+                            "label": tfds.features.ClassLabel(num_classes=1000),
+                            "file_name": tfds.features.Text(),
+                        }
+                    ),
                     supervised_keys=("image", "label"),
                 )
 
             def _split_generators(self, dl_manager):
-                return {"train": self._generate_examples(TRAIN_SIZE),
-                        "validation": self._generate_examples(VAL_SIZE)}
+                return {
+                    "train": self._generate_examples(TRAIN_SIZE),
+                    "validation": self._generate_examples(VAL_SIZE),
+                }
 
             def _generate_examples(self, count):
                 for i in range(count):
@@ -194,7 +219,8 @@ def fake_imagenet(tmp_path_factory):
 
     builder = KbnnFakeImagenet(data_dir=str(tmp_path_factory.mktemp("tfds")))
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(num_shards=NUM_SHARDS))
+        download_config=tfds.download.DownloadConfig(num_shards=NUM_SHARDS)
+    )
     return builder
 
 
@@ -208,10 +234,12 @@ def test_records_are_jpeg_bytes(fake_imagenet):
 def test_workers_read_disjoint_files_covering_the_split(fake_imagenet):
     seen = []
     for worker in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=worker,
-                                             num_replicas_in_sync=2)
-        labels = [int(e["label"]) for e in imagenet.records(fake_imagenet, "train",
-                                                             input_context=context)]
+        context = tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2
+        )
+        labels = [
+            int(e["label"]) for e in imagenet.records(fake_imagenet, "train", input_context=context)
+        ]
         assert 0 < len(labels) < TRAIN_SIZE
         seen.append(set(labels))
     assert not seen[0] & seen[1]
@@ -238,15 +266,38 @@ def test_imagenet_constants_match_tfds():
 def test_cli_train_imagenet_model_without_data(tmp_path, capsys, no_download):
     import kbnn.cli
 
-    code = kbnn.cli.main(["train", "quicknet", "--strategy", "default",
-                          "--data-dir", str(tmp_path), "--output", str(tmp_path / "run")])
+    code = kbnn.cli.main(
+        [
+            "train",
+            "quicknet",
+            "--strategy",
+            "default",
+            "--data-dir",
+            str(tmp_path),
+            "--output",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("kbnn train: error: ImageNet (imagenet2012) is not prepared")
     assert "ILSVRC2012_img_val.tar" in err[-1]
     with pytest.raises(SystemExit) as exit_info:  # global and per-replica batch: choose one
-        kbnn.cli.main(["train", "binarynet_mnist", "--strategy", "mirrored", "--batch-size", "8",
-                       "--per-replica-batch-size", "8", "--output", str(tmp_path / "run")])
+        kbnn.cli.main(
+            [
+                "train",
+                "binarynet_mnist",
+                "--strategy",
+                "mirrored",
+                "--batch-size",
+                "8",
+                "--per-replica-batch-size",
+                "8",
+                "--output",
+                str(tmp_path / "run"),
+            ]
+        )
     assert exit_info.value.code == 2
     assert "--per-replica-batch-size: not allowed with argument --batch-size" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )

@@ -65,7 +65,9 @@ def run(strategy, replicas, optimizer, out, epochs=1, sync_bn=True, bn="batchnor
     return result
 """
 
-MIRRORED_SCRIPT = TRAIN_SNIPPET + """
+MIRRORED_SCRIPT = (
+    TRAIN_SNIPPET
+    + """
 class InitialWeights(tf.keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.weights = self.model.get_weights()
@@ -118,8 +120,11 @@ if DoReFaGradient is not None:
     report["dorefa_gradient"] = {"replicas": strategy.num_replicas_in_sync}
 print("REPORT " + json.dumps(report))
 """
+)
 
-WORKER_SCRIPT = TRAIN_SNIPPET + """
+WORKER_SCRIPT = (
+    TRAIN_SNIPPET
+    + """
 config = json.loads(sys.argv[1])
 out = pathlib.Path(config["out"])
 index = json.loads(os.environ["TF_CONFIG"])["task"]["index"] if "TF_CONFIG" in os.environ else 0
@@ -139,6 +144,7 @@ np.savez(out / f"weights{index}.npz", *result.final_weights)
 (out / f"result{index}.json").write_text(json.dumps(
     {"epochs_run": result.epochs_run, "chief": result.is_chief}))
 """
+)
 
 
 def _env():
@@ -174,15 +180,20 @@ def _shift_bn_synchronizable():
 def test_mirrored_two_cpus_matches_single_device(tmp_path, run_fresh_python):
     """MirroredStrategy over 2 logical CPUs = one device on the same global batch, for every
     optimizer; per-replica BN statistics (no sync) do not; DoReFa's gradient max is per example."""
-    cases = [{"name": opt, "optimizer": opt, "bn": "batchnorm", "sync": True}
-             for opt in ("adam", "shift_adamax", "bop")]
-    cases.append({"name": "adam-unsynced-bn", "optimizer": "adam", "bn": "batchnorm",
-                  "sync": False})
+    cases = [
+        {"name": opt, "optimizer": opt, "bn": "batchnorm", "sync": True}
+        for opt in ("adam", "shift_adamax", "bop")
+    ]
+    cases.append(
+        {"name": "adam-unsynced-bn", "optimizer": "adam", "bn": "batchnorm", "sync": False}
+    )
     if _shift_bn_synchronizable():
-        cases.append({"name": "shift_adamax-sbn", "optimizer": "shift_adamax", "bn": "shift",
-                      "sync": True})
-    output = _run_script(run_fresh_python, MIRRORED_SCRIPT, str(tmp_path), json.dumps(cases),
-                         tmp_path=tmp_path)
+        cases.append(
+            {"name": "shift_adamax-sbn", "optimizer": "shift_adamax", "bn": "shift", "sync": True}
+        )
+    output = _run_script(
+        run_fresh_python, MIRRORED_SCRIPT, str(tmp_path), json.dumps(cases), tmp_path=tmp_path
+    )
     report = json.loads(output.split("REPORT ", 1)[1].splitlines()[0])
 
     for case in cases:
@@ -219,8 +230,7 @@ def test_mirrored_two_cpus_matches_single_device(tmp_path, run_fresh_python):
             assert np.max(np.abs(g[i] - c[i])) <= 2 * m / n * (1 + 1e-5)
 
 
-def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path,
-                                                                  run_fresh_python):
+def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path, run_fresh_python):
     """Two MultiWorkerMirroredStrategy workers on 127.0.0.1: one is killed after epoch 2 of 3,
     the cluster is restarted, BackupAndRestore resumes at epoch 3; both workers end with the
     same weights, equal to uninterrupted single-device training on the same global batches."""
@@ -233,15 +243,23 @@ def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path,
 
     crashed = local_cluster.run(
         [sys.executable, str(script), json.dumps({**base, "crash_epoch": 1, "crash_worker": 1})],
-        2, timeout=TIMEOUT_S, log_dir=tmp_path / "logs-crash", env=_env(),
+        2,
+        timeout=TIMEOUT_S,
+        log_dir=tmp_path / "logs-crash",
+        env=_env(),
     )
     assert crashed[1].returncode == 3, crashed[1].output()[-3000:]
     assert crashed[0].stopped or crashed[0].returncode != 0  # the survivor cannot go on alone
     assert (cluster / "run" / "backup" / "chief" / "checkpoint").is_file()
     assert not (cluster / "weights0.npz").exists()
 
-    resumed = local_cluster.run([sys.executable, str(script), json.dumps(base)], 2,
-                                timeout=TIMEOUT_S, log_dir=tmp_path / "logs-resume", env=_env())
+    resumed = local_cluster.run(
+        [sys.executable, str(script), json.dumps(base)],
+        2,
+        timeout=TIMEOUT_S,
+        log_dir=tmp_path / "logs-resume",
+        env=_env(),
+    )
     for worker in resumed:
         assert worker.returncode == 0, worker.output()[-3000:]
     results = [json.loads((cluster / f"result{i}.json").read_text()) for i in range(2)]
@@ -253,9 +271,12 @@ def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path,
     assert _max_diff(worker0, worker1) == 0.0
     assert not (cluster / "run" / "backup" / "chief").exists()  # deleted after a clean finish
 
-    _run_script(run_fresh_python, WORKER_SCRIPT,
-                json.dumps({"out": str(single), "run_dir": str(single / "run")}),
-                tmp_path=tmp_path)
+    _run_script(
+        run_fresh_python,
+        WORKER_SCRIPT,
+        json.dumps({"out": str(single), "run_dir": str(single / "run")}),
+        tmp_path=tmp_path,
+    )
     reference = _weights(single / "weights0.npz")
     assert json.loads((single / "result0.json").read_text())["epochs_run"] == [0, 1, 2]
     assert _max_diff(worker0, reference) < FLOAT64_TOL

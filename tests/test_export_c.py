@@ -30,8 +30,9 @@ def _randomize(model, seed: int):
             n = layer.gamma.shape[0]
             gamma = rng.choice([-1.0, 1.0], n) * rng.uniform(0.5, 2.0, n)
             gamma[0] = 0.0
-            layer.set_weights([gamma, rng.normal(0, 1, n), rng.normal(0, 2, n),
-                               rng.uniform(0.2, 2.0, n)])
+            layer.set_weights(
+                [gamma, rng.normal(0, 1, n), rng.normal(0, 2, n), rng.uniform(0.2, 2.0, n)]
+            )
         elif hasattr(layer, "kernel"):
             layer.set_weights([rng.uniform(-1, 1, w.shape) for w in layer.get_weights()])
     return model
@@ -57,15 +58,37 @@ def mixed_model():
     """DoReFa 2-bit image → binary conv; 2-bit planes × ternary conv; signs × ternary conv
     (pad +1); hard tanh → float dense (int8 fixed point)."""
     x = inputs = tf.keras.Input((10, 10, 1))
-    x = lq.layers.QuantConv2D(8, 3, padding="same", input_quantizer=DoReFaActivation(2),
-                              kernel_quantizer="ste_sign", use_bias=False, name="c1")(x)
+    x = lq.layers.QuantConv2D(
+        8,
+        3,
+        padding="same",
+        input_quantizer=DoReFaActivation(2),
+        kernel_quantizer="ste_sign",
+        use_bias=False,
+        name="c1",
+    )(x)
     x = tf.keras.layers.BatchNormalization(name="b1")(x)
     x = tf.keras.layers.MaxPool2D(2, name="p1")(x)
-    x = lq.layers.QuantConv2D(12, 3, padding="same", input_quantizer=DoReFaActivation(2),
-                              kernel_quantizer="ste_tern", use_bias=False, name="c2")(x)
+    x = lq.layers.QuantConv2D(
+        12,
+        3,
+        padding="same",
+        input_quantizer=DoReFaActivation(2),
+        kernel_quantizer="ste_tern",
+        use_bias=False,
+        name="c2",
+    )(x)
     x = tf.keras.layers.BatchNormalization(name="b2")(x)
-    x = lq.layers.QuantConv2D(9, 3, padding="same", input_quantizer="ste_sign", pad_values=1.0,
-                              kernel_quantizer="ste_tern", use_bias=False, name="c3")(x)
+    x = lq.layers.QuantConv2D(
+        9,
+        3,
+        padding="same",
+        input_quantizer="ste_sign",
+        pad_values=1.0,
+        kernel_quantizer="ste_tern",
+        use_bias=False,
+        name="c3",
+    )(x)
     x = tf.keras.layers.BatchNormalization(name="b3")(x)
     x = HardTanh(name="h3")(x)
     x = tf.keras.layers.Flatten()(x)
@@ -107,7 +130,7 @@ def test_reference_agrees_with_keras_layer_by_layer(binary_export):
     outputs = ref.layer_outputs(result.network, images)
     assert np.mean(outputs[0] == keras_signs) > 0.999  # float32 ties aside
     last = result.network.layers[-1]
-    assert (last.thresholds is None and last.mult is not None)
+    assert last.thresholds is None and last.mult is not None
     m = last.shift
     logits = model(x).numpy().astype(np.float64)
     close = np.all(np.abs(outputs[-1][:, 0, 0] / 2**m - logits) < 1e-3, axis=1)
@@ -119,7 +142,11 @@ def test_lowering_folds_directions_pools_and_constant_channels(binary_export):
     _, result, _ = binary_export
     c1, c2, d1 = result.network.layers
     assert (c1.in_format, c1.out_format, c2.in_format, d1.out_format) == (
-        "u8", "sign", "sign", "scores")
+        "u8",
+        "sign",
+        "sign",
+        "scores",
+    )
     assert c2.pad_value == 1 and c1.pad_value == 0
     assert not c1.pool_min.any()  # BN before the pool: always a max (OR of bits)
     assert c2.pool_min.any() and not c2.pool_min.all()  # pool before a negative-γ BN: min
@@ -131,8 +158,12 @@ def test_bit_planes_ternary_and_int8_paths(tmp_path):
     model = mixed_model()
     result = export_c(model, tmp_path / "mixed")
     formats = [(la.in_format, la.weight_format, la.out_format) for la in result.network.layers]
-    assert formats == [("u8", "binary", "planes"), ("planes", "ternary", "sign"),
-                       ("sign", "ternary", "i8"), ("i8", "int8", "scores")]
+    assert formats == [
+        ("u8", "binary", "planes"),
+        ("planes", "ternary", "sign"),
+        ("sign", "ternary", "i8"),
+        ("i8", "int8", "scores"),
+    ]
     images = _images((10, 10, 1), n=300, seed=4)
     _, scores = run_host(build_host(tmp_path / "mixed", tmp_path), images)
     expected = ref.scores(result.network, images)
@@ -146,8 +177,9 @@ def test_popcount_variants_give_the_same_scores(binary_export, tmp_path, variant
     _, _, out = binary_export
     images = _images((12, 12, 2), n=50, seed=5)
     swar = run_host(build_host(out, tmp_path / "swar"), images)[1]
-    other = run_host(build_host(out, tmp_path / "v", defines=(f"KBNN_POPCOUNT={variant}",)),
-                     images)[1]
+    other = run_host(
+        build_host(out, tmp_path / "v", defines=(f"KBNN_POPCOUNT={variant}",)), images
+    )[1]
     np.testing.assert_array_equal(swar, other)
 
 
@@ -156,8 +188,12 @@ def test_compiles_for_cortex_m4(binary_export, tmp_path):
         pytest.skip("arm-none-eabi-gcc not installed (apt-get install gcc-arm-none-eabi)")
     _, _, out = binary_export
     obj = tmp_path / "model.o"
-    subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS, "-c", str(out / "kbnn_model.c"), "-o",
-                    str(obj)], check=True, capture_output=True, text=True)
+    subprocess.run(
+        ["arm-none-eabi-gcc", *ARM_FLAGS, "-c", str(out / "kbnn_model.c"), "-o", str(obj)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     assert obj.stat().st_size > 0
 
 
@@ -168,16 +204,33 @@ def test_two_prefixed_models_link_into_one_program(binary_export, tmp_path):
     text = (tmp_path / "first_model.c").read_text() + (tmp_path / "first_model.h").read_text()
     assert "kbnn" not in text.replace("kbnn export-c", "").lower().replace("kbnn_model", "")
     main = tmp_path / "main.c"
-    main.write_text('#include "first_model.h"\n#include "second_model.h"\n'
-                    "int main(void) { static uint8_t x[FIRST_INPUT_SIZE]; "
-                    "int32_t a[FIRST_NUM_CLASSES], b[SECOND_NUM_CLASSES]; int i; "
-                    "int r = first_infer(x, a) - second_infer(x, b);\n"
-                    "for (i = 0; i < FIRST_NUM_CLASSES; i++) r |= a[i] != b[i];\n"
-                    "return r != 0; }\n")
+    main.write_text(
+        '#include "first_model.h"\n#include "second_model.h"\n'
+        "int main(void) { static uint8_t x[FIRST_INPUT_SIZE]; "
+        "int32_t a[FIRST_NUM_CLASSES], b[SECOND_NUM_CLASSES]; int i; "
+        "int r = first_infer(x, a) - second_infer(x, b);\n"
+        "for (i = 0; i < FIRST_NUM_CLASSES; i++) r |= a[i] != b[i];\n"
+        "return r != 0; }\n"
+    )
     exe = tmp_path / "two"
-    subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I",
-                    str(tmp_path), str(main), str(tmp_path / "first_model.c"),
-                    str(tmp_path / "second_model.c"), "-o", str(exe)], check=True)
+    subprocess.run(
+        [
+            "gcc",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-I",
+            str(tmp_path),
+            str(main),
+            str(tmp_path / "first_model.c"),
+            str(tmp_path / "second_model.c"),
+            "-o",
+            str(exe),
+        ],
+        check=True,
+    )
     assert subprocess.run([str(exe)]).returncode == 0
 
 

@@ -40,13 +40,18 @@ def _check(name, model, result, exe, images, labels, min_agreement):
     keras_best = np.argmax(logits, axis=1)
     disagree = np.flatnonzero(best != keras_best)
     top2 = np.sort(logits, axis=1)[:, -2:]
-    margins = [f"#{i}: C {best[i]} vs Keras {keras_best[i]} (Keras top-2 gap "
-               f"{top2[i, 1] - top2[i, 0]:.3g})" for i in disagree[:10]]
+    margins = [
+        f"#{i}: C {best[i]} vs Keras {keras_best[i]} (Keras top-2 gap "
+        f"{top2[i, 1] - top2[i, 0]:.3g})"
+        for i in disagree[:10]
+    ]
     agreement = 1 - len(disagree) / len(images)
     accuracy = float(np.mean(best == labels))
-    print(f"\n{name}: {len(images)} digits, C scores == reference; C accuracy {accuracy:.4%}, "
-          f"Keras accuracy {np.mean(keras_best == labels):.4%}, argmax agreement "
-          f"{agreement:.4%}; disagreements: {margins or 'none'}")
+    print(
+        f"\n{name}: {len(images)} digits, C scores == reference; C accuracy {accuracy:.4%}, "
+        f"Keras accuracy {np.mean(keras_best == labels):.4%}, argmax agreement "
+        f"{agreement:.4%}; disagreements: {margins or 'none'}"
+    )
     assert agreement >= min_agreement, f"{name}: {agreement:.4%} agreement; {margins}"
     return accuracy, agreement
 

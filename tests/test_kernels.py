@@ -50,8 +50,9 @@ def test_quantized_kernel_and_levels_against_numpy():
 def test_reading_a_kernel_leaves_the_flip_ratio_metric_alone():
     from kbnn.analysis import enable_flip_ratio
 
-    model = tf.keras.Sequential([tf.keras.Input((4,)),
-                                 lq.layers.QuantDense(3, kernel_quantizer="ste_sign", name="q")])
+    model = tf.keras.Sequential(
+        [tf.keras.Input((4,)), lq.layers.QuantDense(3, kernel_quantizer="ste_sign", name="q")]
+    )
     enable_flip_ratio(model)
     layer = model.get_layer("q")
     metric = layer.kernel_quantizer.flip_ratio
@@ -64,8 +65,9 @@ def test_reading_a_kernel_leaves_the_flip_ratio_metric_alone():
 
 
 def test_iter_layers_flattens_nested_models():
-    inner = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(2, name="a")],
-                                name="inner")
+    inner = tf.keras.Sequential(
+        [tf.keras.Input((3,)), tf.keras.layers.Dense(2, name="a")], name="inner"
+    )
     inputs = tf.keras.Input((3,))
     outer = tf.keras.Model(inputs, tf.keras.layers.Dense(1, name="b")(inner(inputs)))
     names = [layer.name for layer in kernels.iter_layers(outer)]

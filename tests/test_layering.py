@@ -31,8 +31,17 @@ FLOORS = {
     0: ("_keras2", "_version", "errors", "_io", "_validation", "_registry", "_loading"),
     1: ("math", "quantizers"),
     2: ("activations", "initializers", "layers", "normalization", "optimizers"),
-    3: ("kernels", "models", "analysis", "plotting", "data", "imagenet", "distribute",
-        "compression", "resources"),
+    3: (
+        "kernels",
+        "models",
+        "analysis",
+        "plotting",
+        "data",
+        "imagenet",
+        "distribute",
+        "compression",
+        "resources",
+    ),
     4: ("zoo", "converters"),
     5: ("apps",),
     6: ("cli", "__main__"),
@@ -158,7 +167,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -211,12 +220,16 @@ def test_the_kbnn_command_loader_registers_the_core_objects(run_fresh_python, tm
     import numpy as np
     import tensorflow as tf
 
-    model = tf.keras.Sequential([
-        tf.keras.Input((5, 5, 2)),
-        activations.LearnedShift(name="shift"),
-        activations.HardTanh(name="htanh"),
-        tf.keras.layers.DepthwiseConv2D(3, depthwise_initializer=initializers.BlurInitializer()),
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((5, 5, 2)),
+            activations.LearnedShift(name="shift"),
+            activations.HardTanh(name="htanh"),
+            tf.keras.layers.DepthwiseConv2D(
+                3, depthwise_initializer=initializers.BlurInitializer()
+            ),
+        ]
+    )
     model.get_layer("shift").bias.assign([0.5, -2.0])
     x = np.random.default_rng(0).normal(size=(2, 5, 5, 2)).astype(np.float32)
     np.save(tmp_path / "y.npy", model.predict(x, verbose=0))
@@ -272,17 +285,23 @@ def report() -> str:
     hidden = 0
     for module, path in MODULES.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        top = {line for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
-               for line in range(node.lineno, node.end_lineno + 1)}
+        top = {
+            line
+            for node in tree.body
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for line in range(node.lineno, node.end_lineno + 1)
+        }
         hidden += sum(1 for line, _ in _imports(module, path) if line not in top)
     upward = [edge for edge in EDGES if floor(edge[2]) > floor(edge[0])]
     cycles = _strongly_connected(_unit_graph())
-    lines = [f"modules: {len(MODULES)}; imports of kbnn modules: {len(EDGES)}, "
-             f"{hidden} inside functions ({hidden / max(1, len(EDGES)):.0%})",
-             f"upward imports: {len(upward)}",
-             *(f"  {m}:{line} -> {t}" for m, line, t in upward),
-             f"groups of units in an import cycle: {len(cycles)}",
-             *(f"  {' <-> '.join(group)}" for group in cycles)]
+    lines = [
+        f"modules: {len(MODULES)}; imports of kbnn modules: {len(EDGES)}, "
+        f"{hidden} inside functions ({hidden / max(1, len(EDGES)):.0%})",
+        f"upward imports: {len(upward)}",
+        *(f"  {m}:{line} -> {t}" for m, line, t in upward),
+        f"groups of units in an import cycle: {len(cycles)}",
+        *(f"  {' <-> '.join(group)}" for group in cycles),
+    ]
     for level in sorted(FLOORS, reverse=True):
         members = sorted({unit(m) for m in MODULES if m != "kbnn" and floor(m) == level})
         lines.append(f"floor {level}: {', '.join(members)}")

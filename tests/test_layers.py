@@ -56,7 +56,12 @@ def _image(seed=0, shape=(2, 6, 6, 3)):
 @pytest.mark.parametrize(
     "layer,base,kernel_quantizer,input_quantizer",
     [
-        (kl.BinaryConv2D(4, 3), lq.layers.QuantConv2D, lq.quantizers.SteSign, lq.quantizers.SteSign),
+        (
+            kl.BinaryConv2D(4, 3),
+            lq.layers.QuantConv2D,
+            lq.quantizers.SteSign,
+            lq.quantizers.SteSign,
+        ),
         (kl.BinaryDense(4), lq.layers.QuantDense, lq.quantizers.SteSign, lq.quantizers.SteSign),
         (kl.TernaryConv2D(4, 3), lq.layers.QuantConv2D, kq.TernaryWeight, type(None)),
         (kl.TernaryDense(4), lq.layers.QuantDense, kq.TernaryWeight, type(None)),
@@ -187,9 +192,7 @@ def test_gradient_quantizer_quantizes_the_gradient_into_the_layer_below():
 
 def _all_layers_model():
     image = tf.keras.Input((6, 6, 3))
-    conv_outputs = [
-        tf.keras.layers.Flatten()(factory()(image)) for factory in CONV_LAYERS.values()
-    ]
+    conv_outputs = [tf.keras.layers.Flatten()(factory()(image)) for factory in CONV_LAYERS.values()]
     features = tf.keras.layers.Concatenate()(conv_outputs)
     dense_outputs = [factory()(features) for factory in DENSE_LAYERS.values()]
     return tf.keras.Model(image, tf.keras.layers.Concatenate()(dense_outputs))
@@ -300,7 +303,10 @@ def test_fit_graph_and_xla(build, jit_compile):
     before = [w.numpy().copy() for w in model.trainable_weights]
     history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    changed = [not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights, strict=True)]
+    changed = [
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, model.trainable_weights, strict=True)
+    ]
     assert all(changed)
     for layer in model.layers:
         if getattr(layer, "kernel_constraint", None) is not None:

@@ -50,8 +50,11 @@ def test_mean_abs_of_16_bit_tensors_above_the_float16_range(dtype, shape):
         got = kmath.mean_abs(w, per_channel=per_channel)
         assert got.dtype == w.dtype
         # rounding the exact mean to 16 bits: ≤ half an ulp, 2^-11 (float16) / 2^-8 (bfloat16)
-        np.testing.assert_allclose(got.numpy().astype(np.float64), exact.mean(axis=axes),
-                                   rtol=2.0**-10 if dtype == "float16" else 2.0**-7)
+        np.testing.assert_allclose(
+            got.numpy().astype(np.float64),
+            exact.mean(axis=axes),
+            rtol=2.0**-10 if dtype == "float16" else 2.0**-7,
+        )
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -64,8 +67,9 @@ def test_least_squares_scale_and_level_fit_of_16_bit_tensors(dtype):
     t = np.sign(w64)
     alpha = kmath.least_squares_scale(w, t)
     assert alpha.dtype == w.dtype
-    np.testing.assert_allclose(alpha.numpy().astype(np.float64),
-                               (w64 * t).sum(0) / (t * t).sum(0), rtol=rtol)
+    np.testing.assert_allclose(
+        alpha.numpy().astype(np.float64), (w64 * t).sum(0) / (t * t).sum(0), rtol=rtol
+    )
     alpha = kmath.least_squares_scale(w, t, per_channel=False)
     np.testing.assert_allclose(float(alpha.numpy()), (w64 * t).sum() / (t * t).sum(), rtol=rtol)
 
@@ -73,8 +77,11 @@ def test_least_squares_scale_and_level_fit_of_16_bit_tensors(dtype):
     assert levels.dtype == alpha.dtype == w.dtype
     levels = levels.numpy().astype(np.float64)
     assert set(np.unique(levels)) == {-2.0, -1.0, 0.0, 1.0, 2.0}
-    np.testing.assert_allclose(alpha.numpy().astype(np.float64),
-                               (w64 * levels).sum(0) / (levels * levels).sum(0), rtol=rtol)
+    np.testing.assert_allclose(
+        alpha.numpy().astype(np.float64),
+        (w64 * levels).sum(0) / (levels * levels).sum(0),
+        rtol=rtol,
+    )
     # the same levels as the float32 fit of the same values
     levels32, _ = kmath.fit_symmetric_levels(tf.cast(w, tf.float32), 2)
     np.testing.assert_array_equal(levels, levels32.numpy())

@@ -34,9 +34,17 @@ def _quiet(model, **kwargs):
 def test_binary_conv_counts():
     # 3×3 kernel, 2 → 4 channels on a 6×6 input, VALID: 4×4 output pixels.
     model = _one_layer(
-        lq.layers.QuantConv2D(4, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                              kernel_constraint="weight_clip", use_bias=False, name="bconv"),
-        (6, 6, 2))
+        lq.layers.QuantConv2D(
+            4,
+            3,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+            kernel_constraint="weight_clip",
+            use_bias=False,
+            name="bconv",
+        ),
+        (6, 6, 2),
+    )
     row = _quiet(model).layers[0]
     params, pixels = 3 * 3 * 2 * 4, 4 * 4
     assert (row.input_bits, row.kernel_bits) == (1, (1,))
@@ -67,8 +75,12 @@ def test_ternary_dense_with_float_inputs():
 
 
 def test_ternary_dense_with_ternary_inputs_is_four_bit_planes():
-    model = _one_layer(lq.layers.QuantDense(3, input_quantizer="ste_tern",
-                                            kernel_quantizer="ste_tern", use_bias=False), (4,))
+    model = _one_layer(
+        lq.layers.QuantDense(
+            3, input_quantizer="ste_tern", kernel_quantizer="ste_tern", use_bias=False
+        ),
+        (4,),
+    )
     row = _quiet(model).layers[0]
     assert row.params == {2: 12}
     assert row.scale_params == 0  # larq's ste_tern has no scale
@@ -79,8 +91,9 @@ def test_ternary_dense_with_ternary_inputs_is_four_bit_planes():
 def test_int8_layer():
     # int8 = input and kernel quantizers of precision 8 (here larq's NoOp tags); float32 bias.
     int8 = lq.quantizers.NoOp(precision=8)
-    model = _one_layer(lq.layers.QuantDense(5, input_quantizer=int8, kernel_quantizer=int8,
-                                            name="int8"), (3,))
+    model = _one_layer(
+        lq.layers.QuantDense(5, input_quantizer=int8, kernel_quantizer=int8, name="int8"), (3,)
+    )
     row = _quiet(model).layers[0]
     assert (row.input_bits, row.kernel_bits) == (8, (8,))
     assert row.params == {8: 15, 32: 5}
@@ -119,15 +132,25 @@ def test_float_layer_is_its_own_twin():
 
 
 def _mixed_model():
-    return tf.keras.Sequential([
-        tf.keras.Input((6, 6, 2)),
-        lq.layers.QuantConv2D(4, 3, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                              kernel_constraint="weight_clip", use_bias=False, name="bconv"),
-        tf.keras.layers.BatchNormalization(name="bn"),
-        tf.keras.layers.Flatten(name="flatten"),
-        kl.TernaryDense(3, name="tdense"),
-        tf.keras.layers.Dense(2, name="float"),
-    ], name="mixed")
+    return tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 2)),
+            lq.layers.QuantConv2D(
+                4,
+                3,
+                input_quantizer="ste_sign",
+                kernel_quantizer="ste_sign",
+                kernel_constraint="weight_clip",
+                use_bias=False,
+                name="bconv",
+            ),
+            tf.keras.layers.BatchNormalization(name="bn"),
+            tf.keras.layers.Flatten(name="flatten"),
+            kl.TernaryDense(3, name="tdense"),
+            tf.keras.layers.Dense(2, name="float"),
+        ],
+        name="mixed",
+    )
 
 
 def test_totals_and_ratio_against_float32_twin():
@@ -136,10 +159,15 @@ def test_totals_and_ratio_against_float32_twin():
     assert result.params == {1: 72, 2: 192, 32: 8 + 8}
     assert result.memory_bytes == 9 + 32 + (192 * 2 // 8 + 3 * 4) + 32
     assert result.float32_bytes == 4 * (72 + 8 + 192 + 8)
-    energy = (1152 * XNOR_POPCOUNT + 3 * DRAM            # bconv
-              + 8 * DRAM                                 # bn
-              + 192 * F32_ADD + (12 + 3) * DRAM          # tdense: 384 bits = 12 words + 3 α
-              + 6 * F32_MAC + 8 * DRAM)                  # float
+    energy = (
+        1152 * XNOR_POPCOUNT
+        + 3 * DRAM  # bconv
+        + 8 * DRAM  # bn
+        + 192 * F32_ADD
+        + (12 + 3) * DRAM  # tdense: 384 bits = 12 words + 3 α
+        + 6 * F32_MAC
+        + 8 * DRAM
+    )  # float
     twin = (1152 + 192 + 6) * F32_MAC + (72 + 8 + 192 + 8) * DRAM
     assert result.energy_pj == pytest.approx(energy)
     assert result.float32_energy_pj == pytest.approx(twin)
@@ -157,17 +185,20 @@ def test_sram_energy_model():
     assert row.memory_energy_pj == pytest.approx(12 * SRAM)
 
 
-@pytest.mark.parametrize("input_bits, weight_bits, kind, ops, energy", [
-    (1, 1, "binary", 1, XNOR_POPCOUNT),
-    (3, 2, "binary", 6, 6 * XNOR_POPCOUNT),
-    (8, 1, "binary", 8, 8 * XNOR_POPCOUNT),      # 8-bit first layer as 8 bit planes
-    (8, 4, "binary", 32, 32 * XNOR_POPCOUNT),    # 0.24 pJ ≤ 0.3 pJ int8 MAC
-    (8, 8, "int8", 0, I8_MAC),                   # 64 planes would cost 0.48 pJ
-    (None, 1, "float", 0, F32_ADD),              # float × ±1: add only
-    (None, 2, "float", 0, F32_ADD),
-    (None, 8, "float", 0, F32_MAC),
-    (None, None, "float", 0, F32_MAC),
-])
+@pytest.mark.parametrize(
+    "input_bits, weight_bits, kind, ops, energy",
+    [
+        (1, 1, "binary", 1, XNOR_POPCOUNT),
+        (3, 2, "binary", 6, 6 * XNOR_POPCOUNT),
+        (8, 1, "binary", 8, 8 * XNOR_POPCOUNT),  # 8-bit first layer as 8 bit planes
+        (8, 4, "binary", 32, 32 * XNOR_POPCOUNT),  # 0.24 pJ ≤ 0.3 pJ int8 MAC
+        (8, 8, "int8", 0, I8_MAC),  # 64 planes would cost 0.48 pJ
+        (None, 1, "float", 0, F32_ADD),  # float × ±1: add only
+        (None, 2, "float", 0, F32_ADD),
+        (None, 8, "float", 0, F32_MAC),
+        (None, None, "float", 0, F32_MAC),
+    ],
+)
 def test_mac_cost_rule(input_bits, weight_bits, kind, ops, energy):
     cost = mac_cost(input_bits, weight_bits, HOROWITZ_45NM)
     assert (cost.kind, cost.binary_ops) == (kind, ops)
@@ -217,8 +248,21 @@ def test_cli_summary_of_saved_model(tmp_path, capsys):
     path = tmp_path / "mixed.keras"
     _mixed_model().save(path)
     plot, data, hist = tmp_path / "chart.png", tmp_path / "summary.json", tmp_path / "h.png"
-    rc = main(["summary", str(path), "--plot", str(plot), "--json", str(data),
-               "--unique-kernels", "--histograms", str(hist), "--weight-memory", "sram"])
+    rc = main(
+        [
+            "summary",
+            str(path),
+            "--plot",
+            str(plot),
+            "--json",
+            str(data),
+            "--unique-kernels",
+            "--histograms",
+            str(hist),
+            "--weight-memory",
+            "sram",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "Energy reduction" in out and "unique kernels" in out
@@ -228,8 +272,12 @@ def test_cli_summary_of_saved_model(tmp_path, capsys):
     assert saved["summary"]["totals"]["binary_ops"] == 1152
     assert saved["summary"]["energy_model"]["word_read"] == SRAM
     assert saved["unique_kernels"]["layers"][0]["total"] == 2 * 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["chart.png", "h.png", "mixed.keras",
-                                                          "summary.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "chart.png",
+        "h.png",
+        "mixed.keras",
+        "summary.json",
+    ]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

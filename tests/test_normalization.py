@@ -171,7 +171,12 @@ def test_fit_updates_moving_statistics(jit_compile):
 @pytest.mark.parametrize("synchronized", [False, True])
 def test_config_round_trip(synchronized):
     layer = ShiftBatchNormalization(
-        axis=1, momentum=0.7, epsilon=1e-2, center=False, gamma_constraint="non_neg", name="s",
+        axis=1,
+        momentum=0.7,
+        epsilon=1e-2,
+        center=False,
+        gamma_constraint="non_neg",
+        name="s",
         synchronized=synchronized,
     )
     config = layer.get_config()
@@ -206,8 +211,9 @@ def test_synchronized_without_strategy_is_bit_identical():
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("suffix, synchronized",
-                         [(".keras", False), (".h5", False), (".keras", True), (".h5", True)])
+@pytest.mark.parametrize(
+    "suffix, synchronized", [(".keras", False), (".h5", False), (".keras", True), (".h5", True)]
+)
 def test_save_load_round_trip(tmp_path, suffix, synchronized):
     rng = np.random.default_rng(6)
     x = rng.normal(size=(16, 4, 4, 3)).astype(np.float32)

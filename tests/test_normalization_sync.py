@@ -94,7 +94,7 @@ def mirrored(tmp_path_factory, run_fresh_python):
         }
         for i in range(STEPS):
             x = rng.normal(size=global_shape) * 2.0 + 0.5
-            x[shape[0]:] = x[shape[0]:] * 3.0 - 2.0  # the two halves have different statistics
+            x[shape[0] :] = x[shape[0] :] * 3.0 - 2.0  # the two halves have different statistics
             arrays[f"x{i}"] = x
             arrays[f"w{i}"] = rng.normal(size=global_shape)
         arrays = {k: v.astype(dtype) for k, v in arrays.items()}
@@ -103,16 +103,16 @@ def mirrored(tmp_path_factory, run_fresh_python):
 
     script = out / "script.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    output = run_fresh_python(script, out, json.dumps(CASES), MOMENTUM, EPSILON, STEPS,
-                              timeout=TIMEOUT_S)
+    output = run_fresh_python(
+        script, out, json.dumps(CASES), MOMENTUM, EPSILON, STEPS, timeout=TIMEOUT_S
+    )
     assert "DONE" in output, output[-4000:]
 
     def load(name, mode):
         with np.load(out / f"{name}-{mode}.npz") as data:
             return dict(data)
 
-    return {name: (inputs[name], load(name, "sync"), load(name, "local"))
-            for name, *_ in CASES}
+    return {name: (inputs[name], load(name, "sync"), load(name, "local")) for name, *_ in CASES}
 
 
 def _single_device(arrays, axis, dtype, batches):
@@ -135,16 +135,19 @@ def _single_device(arrays, axis, dtype, batches):
 
 
 def _close(actual, expected, tol):
-    np.testing.assert_allclose(actual, expected, rtol=tol, atol=tol * max(1.0, np.abs(
-        expected).max()))
+    np.testing.assert_allclose(
+        actual, expected, rtol=tol, atol=tol * max(1.0, np.abs(expected).max())
+    )
 
 
 @pytest.mark.parametrize("name, shape, axis, dtype, tol", CASES, ids=[c[0] for c in CASES])
-def test_synchronized_equals_one_device_on_the_global_batch(mirrored, name, shape, axis, dtype,
-                                                            tol):
+def test_synchronized_equals_one_device_on_the_global_batch(
+    mirrored, name, shape, axis, dtype, tol
+):
     arrays, sync, _ = mirrored[name]
     steps, moving_mean, moving_inv_std = _single_device(
-        arrays, axis, dtype, [(arrays[f"x{i}"], arrays[f"w{i}"]) for i in range(STEPS)])
+        arrays, axis, dtype, [(arrays[f"x{i}"], arrays[f"w{i}"]) for i in range(STEPS)]
+    )
     for i, (y, dx, dgamma, dbeta) in enumerate(steps):
         _close(np.concatenate(sync[f"y{i}"]), y, tol)
         # d(Σ_replicas loss)/dx through the all-reduces = the one-device gradient.
@@ -163,8 +166,11 @@ def test_unsynchronized_uses_each_replicas_half(mirrored, name, shape, axis, dty
     for replica in range(2):
         part = slice(replica * half, (replica + 1) * half)
         steps, moving_mean, moving_inv_std = _single_device(
-            arrays, axis, dtype,
-            [(arrays[f"x{i}"][part], arrays[f"w{i}"][part]) for i in range(STEPS)])
+            arrays,
+            axis,
+            dtype,
+            [(arrays[f"x{i}"][part], arrays[f"w{i}"][part]) for i in range(STEPS)],
+        )
         for i, (y, dx, dgamma, dbeta) in enumerate(steps):
             _close(local[f"y{i}"][replica], y, tol)
             _close(local[f"dx{i}"][replica], dx, tol)
@@ -198,8 +204,10 @@ def test_one_replica_is_exactly_the_unsynchronized_layer():
 
         grads = strategy.run(step)
         return [np.asarray(strategy.experimental_local_results(t)[0]) for t in grads] + [
-            layer.moving_mean.numpy(), layer.moving_inv_std.numpy(),
-            layer(x, training=True).numpy()]
+            layer.moving_mean.numpy(),
+            layer.moving_inv_std.numpy(),
+            layer(x, training=True).numpy(),
+        ]
 
     for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
         rng = np.random.default_rng(2)

@@ -12,14 +12,18 @@ from kbnn.data import mnist_sample
 import numpy as np
 import pytest
 
-GOLDEN_DIR = pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/test/resources/golden"
+GOLDEN_DIR = (
+    pathlib.Path(__file__).resolve().parents[1] / "android_demo/core/src/test/resources/golden"
+)
 GOLDEN = GOLDEN_DIR / pp.GOLDEN_FILE
 
 
 @pytest.fixture(scope="module")
 def committed():
     if not GOLDEN.is_file():
-        pytest.fail(f"{GOLDEN} is missing; run `python -m kbnn.apps.android --write-golden {GOLDEN_DIR}`")
+        pytest.fail(
+            f"{GOLDEN} is missing; run `python -m kbnn.apps.android --write-golden {GOLDEN_DIR}`"
+        )
     return pp.read_golden(str(GOLDEN))
 
 
@@ -31,8 +35,9 @@ def test_committed_golden_vectors_match_python(committed):
         tensor = pp.normalize(field, case["config"])
         assert tensor.dtype == np.float32
         # bit-for-bit, not approximately
-        np.testing.assert_array_equal(tensor.view(np.uint32), case["tensor"].view(np.uint32),
-                                      err_msg=case["name"])
+        np.testing.assert_array_equal(
+            tensor.view(np.uint32), case["tensor"].view(np.uint32), err_msg=case["name"]
+        )
 
 
 def test_golden_drawings_are_reproducible(committed):
@@ -41,8 +46,11 @@ def test_golden_drawings_are_reproducible(committed):
     for case, stored in zip(cases, committed, strict=True):
         np.testing.assert_array_equal(case.argb, stored["argb"], err_msg=case.name)
         got, want = case.config, stored["config"]  # the file stores scale/mean/std as float32
-        assert (got.field, got.digit_box, got.ink_threshold) == (want.field, want.digit_box,
-                                                                 want.ink_threshold)
+        assert (got.field, got.digit_box, got.ink_threshold) == (
+            want.field,
+            want.digit_box,
+            want.ink_threshold,
+        )
         for name in ("scale", "mean", "std"):
             assert np.float32(getattr(got, name)) == np.float32(getattr(want, name))
         assert case.invert == stored["invert"]
@@ -97,7 +105,7 @@ def test_translation_upscaling_and_inversion_do_not_change_the_input():
     reference = pp.preprocess(digit)
     canvas = np.zeros((400, 300), np.uint8)
     big = np.kron(digit, np.ones((9, 9), np.uint8))
-    canvas[113:113 + 252, 17:17 + 252] = big
+    canvas[113 : 113 + 252, 17 : 17 + 252] = big
     np.testing.assert_array_equal(pp.preprocess(canvas), reference)
     np.testing.assert_array_equal(pp.preprocess(255 - canvas, invert=True), reference)
     rgba = np.zeros(canvas.shape + (4,), np.uint8)
@@ -126,39 +134,52 @@ def test_normalisation_matches_kbnn_data():
     images, _ = mnist_sample()
     from kbnn.data import normalize_mnist
 
-    np.testing.assert_array_equal(pp.normalize(images[:20])[..., None], normalize_mnist(images[:20]))
+    np.testing.assert_array_equal(
+        pp.normalize(images[:20])[..., None], normalize_mnist(images[:20])
+    )
 
 
 def test_config_from_model_json():
-    spec = {"input": {"shape": [1, 32, 24, 1],
-                      "normalization": {"scale": 255.0, "mean": 0.1307, "std": 0.3081},
-                      "preprocessing": {"method": pp.METHOD, "digit_box": 16, "ink_threshold": 3}}}
+    spec = {
+        "input": {
+            "shape": [1, 32, 24, 1],
+            "normalization": {"scale": 255.0, "mean": 0.1307, "std": 0.3081},
+            "preprocessing": {"method": pp.METHOD, "digit_box": 16, "ink_threshold": 3},
+        }
+    }
     config = pp.PreprocessingConfig.from_model_json(spec)
-    assert config == pp.PreprocessingConfig(field=(32, 24), digit_box=16, ink_threshold=3,
-                                            mean=0.1307, std=0.3081)
+    assert config == pp.PreprocessingConfig(
+        field=(32, 24), digit_box=16, ink_threshold=3, mean=0.1307, std=0.3081
+    )
     spec["input"]["preprocessing"]["method"] = "resize"
     with pytest.raises(ValueError, match="unknown preprocessing method 'resize'"):
         pp.PreprocessingConfig.from_model_json(spec)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"digit_box": 29}, "digit_box: expected an integer in 1..28, got 29"),
-    ({"ink_threshold": 255}, "ink_threshold: expected an integer in 0..254, got 255"),
-    ({"std": 0.0}, "std: expected a finite number > 0, got 0.0"),
-    ({"scale": float("inf")}, "scale: expected a finite number > 0, got inf"),
-    ({"mean": float("nan")}, "mean: expected a finite number, got nan"),
-    ({"field": (0, 28)}, r"field: expected a positive \(height, width\), got \(0, 28\)"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"digit_box": 29}, "digit_box: expected an integer in 1..28, got 29"),
+        ({"ink_threshold": 255}, "ink_threshold: expected an integer in 0..254, got 255"),
+        ({"std": 0.0}, "std: expected a finite number > 0, got 0.0"),
+        ({"scale": float("inf")}, "scale: expected a finite number > 0, got inf"),
+        ({"mean": float("nan")}, "mean: expected a finite number, got nan"),
+        ({"field": (0, 28)}, r"field: expected a positive \(height, width\), got \(0, 28\)"),
+    ],
+)
 def test_config_rejects_bad_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         pp.PreprocessingConfig(**kwargs)
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((4, 4), np.float32),
-    np.zeros((4, 4, 2), np.uint8),
-    np.zeros((0, 5), np.uint8),
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((4, 4), np.float32),
+        np.zeros((4, 4, 2), np.uint8),
+        np.zeros((0, 5), np.uint8),
+    ],
+)
 def test_ink_rejects_unknown_image_layouts(image):
     with pytest.raises(ValueError, match="image"):
         pp.ink(image)

@@ -1,6 +1,5 @@
 """kbnn.quantizers: contract tests over every alias, numpy references, statistics, errors."""
 
-
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers as kl
 from kbnn import quantizers as kq
@@ -151,9 +150,7 @@ def test_stochastic_sign_mean_matches_hard_sigmoid():
 def test_stochastic_sign_inference_is_ste_sign_and_seedable():
     x = np.random.default_rng(4).normal(size=(8, 16)).astype(np.float32)
     x[0, 0] = 0.0
-    np.testing.assert_array_equal(
-        kq.StochasticSign()(x, training=False), lq.quantizers.ste_sign(x)
-    )
+    np.testing.assert_array_equal(kq.StochasticSign()(x, training=False), lq.quantizers.ste_sign(x))
     first = kq.StochasticSign(seed=7)(x, training=True).numpy()
     again = kq.StochasticSign(seed=7)(x, training=True).numpy()
     other = kq.StochasticSign(seed=8)(x, training=True).numpy()
@@ -274,9 +271,19 @@ def _numpy_dorefa_weight(w, k_bit):
     return 2 * np.round((t / (2 * np.abs(t).max()) + 0.5) * n) / n - 1
 
 
-@pytest.mark.parametrize("k_bit, max_diff", [(1, 0.0), (2, 0.0), (3, 0.0), (4, 2 / 15),
-                                             (5, 4 / 31), (6, 6 / 63), (7, 14 / 127),
-                                             (8, 28 / 255)])
+@pytest.mark.parametrize(
+    "k_bit, max_diff",
+    [
+        (1, 0.0),
+        (2, 0.0),
+        (3, 0.0),
+        (4, 2 / 15),
+        (5, 4 / 31),
+        (6, 6 / 63),
+        (7, 14 / 127),
+        (8, 28 / 255),
+    ],
+)
 def test_dorefa_weight_idempotent_only_up_to_three_bits(k_bit, max_diff):
     """q(q(W)) ≠ q(W) for k ≥ 4 is the paper's formula (tanh of the levels), as documented."""
     w = np.linspace(-1.0, 1.0, 4001, dtype=np.float32)  # every level occurs
@@ -286,8 +293,9 @@ def test_dorefa_weight_idempotent_only_up_to_three_bits(k_bit, max_diff):
     if k_bit == 1:  # E|q| = E|W| up to the float32 sum
         np.testing.assert_allclose(twice, once, rtol=1e-5)
         return
-    np.testing.assert_allclose(twice, _numpy_dorefa_weight(_numpy_dorefa_weight(w, k_bit), k_bit),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        twice, _numpy_dorefa_weight(_numpy_dorefa_weight(w, k_bit), k_bit), atol=1e-6
+    )
     assert np.abs(twice - once).max() == pytest.approx(max_diff, abs=1e-6)
 
 
@@ -409,9 +417,9 @@ def test_ternary_dense_flip_ratio_in_fit_history():
 
     before, after = levels(), []
     record = tf.keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batch == 0 and after.append(levels()))
-    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
-                        callbacks=[record])
+        on_train_batch_end=lambda batch, logs: batch == 0 and after.append(levels())
+    )
+    history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[record])
     (key,) = [k for k in history.history if k.startswith("flip_ratio/")]
     expected = np.mean(before != after[0])
     assert expected > 0.05

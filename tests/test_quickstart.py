@@ -16,9 +16,7 @@ def test_quickstart_command_offline(tmp_path, run_fresh_python):
         "-m", "kbnn", "quickstart", "-o", out, timeout=600, env=env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    values = dict(
-        line.split("  ", 1) for line in result.stdout.splitlines() if "  " in line
-    )
+    values = dict(line.split("  ", 1) for line in result.stdout.splitlines() if "  " in line)
     values = {k.strip(): v.strip() for k, v in values.items()}
 
     def percent(name):

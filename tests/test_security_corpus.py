@@ -38,8 +38,9 @@ def corpus(tmp_path_factory):
         "canary": canary,
         "models": models,
         "weights": inputs.weight_inputs(root / "weights", good_npz),
-        "flatbuffers": inputs.flatbuffer_inputs(root / "flatbuffers", tflite,
-                                                root / "models" / "good.h5"),
+        "flatbuffers": inputs.flatbuffer_inputs(
+            root / "flatbuffers", tflite, root / "models" / "good.h5"
+        ),
         "good_tflite": root / "good.tflite",
         "good_keras": root / "models" / "good.keras",
     }
@@ -84,8 +85,15 @@ MODEL_COMMANDS = {
     "summary": lambda model, out, good: ["summary", model, "--json", out / "s.json"],
     "compress": lambda model, out, good: ["compress", model, "-o", out / "x.kbz", "--huffman"],
     "evaluate": lambda model, out, good: ["evaluate", model],
-    "export-android": lambda model, out, good: ["export-android", "--model", model, "--out",
-                                                out / "assets", "--samples", "0"],
+    "export-android": lambda model, out, good: [
+        "export-android",
+        "--model",
+        model,
+        "--out",
+        out / "assets",
+        "--samples",
+        "0",
+    ],
     "export-c": lambda model, out, good: ["export-c", model, "-o", out / "c"],
     "bench": lambda model, out, good: ["bench", good, "--model", model],
 }
@@ -94,16 +102,39 @@ MODEL_COMMANDS = {
 def _model_case_names() -> list[str]:
     # Names are fixed by security_inputs.model_inputs; listed here so pytest ids are stable.
     return [
-        "lambda_h5", "lambda_h5_as_keras", "lambda_h5_as_hdf5", "lambda_h5_no_suffix",
-        "lambda_zip_keras", "lambda_zip_as_h5", "h5_unknown_class", "h5_config_not_json",
-        "h5_config_a_list", "h5_lambda_marker", "h5_weights_only", "zip_foreign_module",
-        "zip_builtins_exec_activation", "zip_builtins_input_activation",
-        "zip_numpy_load_activation", "zip_unknown_class", "zip_lambda_marker", "zip_without_config", "zip_flip0",
-        "zip_flip1", "zip_flip2", "h5_flip_magic",
+        "lambda_h5",
+        "lambda_h5_as_keras",
+        "lambda_h5_as_hdf5",
+        "lambda_h5_no_suffix",
+        "lambda_zip_keras",
+        "lambda_zip_as_h5",
+        "h5_unknown_class",
+        "h5_config_not_json",
+        "h5_config_a_list",
+        "h5_lambda_marker",
+        "h5_weights_only",
+        "zip_foreign_module",
+        "zip_builtins_exec_activation",
+        "zip_builtins_input_activation",
+        "zip_numpy_load_activation",
+        "zip_unknown_class",
+        "zip_lambda_marker",
+        "zip_without_config",
+        "zip_flip0",
+        "zip_flip1",
+        "zip_flip2",
+        "h5_flip_magic",
         *[f"keras_cut{int(f * 100):02d}" for f in inputs.TRUNCATIONS],
         *[f"h5_cut{int(f * 100):02d}" for f in inputs.TRUNCATIONS if f],
-        "random_bytes", "text", "tflite_as_model", "kbz_magic", "zip_magic_only",
-        "npz_as_model", "folder", "missing", "dangling_symlink",
+        "random_bytes",
+        "text",
+        "tflite_as_model",
+        "kbz_magic",
+        "zip_magic_only",
+        "npz_as_model",
+        "folder",
+        "missing",
+        "dangling_symlink",
     ]
 
 
@@ -150,11 +181,29 @@ def tf_zeros(model):
 
 
 WEIGHT_CASES = [
-    *[f"npz_{name}" for name in (
-        "huge_shape", "negative_shape", "shape_of_strings", "key_not_string", "unknown_kind",
-        "format_string", "format_future", "variables_a_dict", "meta_a_list", "meta_not_json",
-        "missing_member", "wrong_dtype", "meta_float", "flip0", "flip1", "cut10", "cut50",
-        "cut95")],
+    *[
+        f"npz_{name}"
+        for name in (
+            "huge_shape",
+            "negative_shape",
+            "shape_of_strings",
+            "key_not_string",
+            "unknown_kind",
+            "format_string",
+            "format_future",
+            "variables_a_dict",
+            "meta_a_list",
+            "meta_not_json",
+            "missing_member",
+            "wrong_dtype",
+            "meta_float",
+            "flip0",
+            "flip1",
+            "cut10",
+            "cut50",
+            "cut95",
+        )
+    ],
 ]
 
 
@@ -171,12 +220,27 @@ def test_zoo_get_refuses_bad_weights(corpus, case):
 @pytest.mark.parametrize("case", WEIGHT_CASES)
 def test_cli_evaluate_refuses_bad_weights(corpus, case, tmp_path, capsys):
     path = corpus["weights"][case]
-    _run_cli(["evaluate", "binarynet_mnist", "--weights", path], capsys, [path], tmp_path,
-             corpus["canary"])
+    _run_cli(
+        ["evaluate", "binarynet_mnist", "--weights", path],
+        capsys,
+        [path],
+        tmp_path,
+        corpus["canary"],
+    )
 
 
-@pytest.mark.parametrize("case", ["tflite_cut0", "tflite_cut5", "tflite_cut50", "tflite_cut90",
-                                  "tflite_random", "tflite_is_h5", "tflite_missing"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "tflite_cut0",
+        "tflite_cut5",
+        "tflite_cut50",
+        "tflite_cut90",
+        "tflite_random",
+        "tflite_is_h5",
+        "tflite_missing",
+    ],
+)
 @pytest.mark.parametrize("command", ["inspect", "bench"])
 def test_cli_refuses_bad_flatbuffer(corpus, command, case, tmp_path, capsys):
     path = corpus["flatbuffers"][case]
@@ -192,15 +256,32 @@ def _output_cases(model: pathlib.Path, out: pathlib.Path) -> dict:
         "convert_onto_input": ["convert", model, "-o", model],
         "convert_onto_input_via_symlink": ["convert", model, "-o", link],
         "convert_onto_input_via_hard_link": ["convert", model, "-o", hard],
-        "convert_twin_onto_input": ["convert", model, "-o", out / "a.tflite", "--float-twin",
-                                    model],
-        "convert_twin_missing_folder": ["convert", model, "-o", out / "a.tflite",
-                                        "--float-twin", out / "missing" / "t.tflite"],
+        "convert_twin_onto_input": [
+            "convert",
+            model,
+            "-o",
+            out / "a.tflite",
+            "--float-twin",
+            model,
+        ],
+        "convert_twin_missing_folder": [
+            "convert",
+            model,
+            "-o",
+            out / "a.tflite",
+            "--float-twin",
+            out / "missing" / "t.tflite",
+        ],
         "convert_into_missing_folder": ["convert", model, "-o", out / "missing" / "a.tflite"],
         "convert_output_is_folder": ["convert", model, "-o", out],
         "compress_onto_input": ["compress", model, "-o", model, "--huffman"],
-        "compress_into_missing_folder": ["compress", model, "-o", out / "no" / "x.kbz",
-                                         "--huffman"],
+        "compress_into_missing_folder": [
+            "compress",
+            model,
+            "-o",
+            out / "no" / "x.kbz",
+            "--huffman",
+        ],
         "summary_json_missing_folder": ["summary", model, "--json", out / "no" / "s.json"],
         "summary_json_onto_input": ["summary", model, "--json", model],
         "quickstart_missing_folder": ["quickstart", "-o", out / "missing" / "q.tflite"],

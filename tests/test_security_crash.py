@@ -47,9 +47,15 @@ def _valid(path: pathlib.Path) -> bool:
 
 
 def _start(argv, cwd):
-    return subprocess.Popen([sys.executable, "-m", "kbnn", *map(str, argv)], cwd=cwd, env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kbnn", *map(str, argv)],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _kill_when(process, folder: pathlib.Path, moment: str, timeout: float = 600) -> None:
@@ -87,23 +93,60 @@ def sources(tmp_path_factory):
 
 
 COMMANDS = {
-    "convert": lambda src, out: ["convert", src / "small.keras", "-o", out / "m.tflite",
-                                 "--float-twin", out / "t.tflite", "--c-array", "m_arr",
-                                 "--quiet"],
-    "compress": lambda src, out: ["compress", src / "small.keras", "-o", out / "m.kbz",
-                                  "--huffman", "--bits", "4"],
-    "zoo export": lambda src, out: ["zoo", "export", "binarynet_mlp_mnist", src / "mlp.keras",
-                                    "--command", "kbnn train binarynet_mlp_mnist",
-                                    "--weights-dir", out / "w", "--cards-dir", out / "c"],
-    "train": lambda src, out: ["train", "binarynet_mlp_mnist", "--epochs", "1",
-                               "--steps-per-epoch", "3", "--validation-size", "1000",
-                               "--batch-size", "64", "--quiet", "--output", out / "run"],
+    "convert": lambda src, out: [
+        "convert",
+        src / "small.keras",
+        "-o",
+        out / "m.tflite",
+        "--float-twin",
+        out / "t.tflite",
+        "--c-array",
+        "m_arr",
+        "--quiet",
+    ],
+    "compress": lambda src, out: [
+        "compress",
+        src / "small.keras",
+        "-o",
+        out / "m.kbz",
+        "--huffman",
+        "--bits",
+        "4",
+    ],
+    "zoo export": lambda src, out: [
+        "zoo",
+        "export",
+        "binarynet_mlp_mnist",
+        src / "mlp.keras",
+        "--command",
+        "kbnn train binarynet_mlp_mnist",
+        "--weights-dir",
+        out / "w",
+        "--cards-dir",
+        out / "c",
+    ],
+    "train": lambda src, out: [
+        "train",
+        "binarynet_mlp_mnist",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "3",
+        "--validation-size",
+        "1000",
+        "--batch-size",
+        "64",
+        "--quiet",
+        "--output",
+        out / "run",
+    ],
 }
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_kill_9_leaves_no_partial_file_and_a_rerun_works(sources, command, tmp_path,
-                                                         mnist_available):
+def test_kill_9_leaves_no_partial_file_and_a_rerun_works(
+    sources, command, tmp_path, mnist_available
+):
     out = tmp_path / "out"
     out.mkdir()
     argv = COMMANDS[command](sources, out)

@@ -52,8 +52,9 @@ def test_failed_writer_leaves_target_untouched_and_no_temporary(tmp_path):
 
 def test_writer_temporary_keeps_the_suffix_for_format_detection(tmp_path):
     seen = []
-    _io.write_with(tmp_path / "fig.png", lambda name: (seen.append(name),
-                                                       pathlib.Path(name).write_bytes(b"p")))
+    _io.write_with(
+        tmp_path / "fig.png", lambda name: (seen.append(name), pathlib.Path(name).write_bytes(b"p"))
+    )
     assert seen[0].endswith(".png") and pathlib.Path(seen[0]).name.startswith(".fig.png.")
 
 
@@ -84,8 +85,12 @@ def test_remove_temporaries_deletes_files_in_flight(tmp_path):
 
 
 def test_temporaries_of_a_killed_writer_are_swept_by_the_next_write(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stale = tmp_path / f".out.tflite.{dead.stdout.strip()}.abc123.tmp.tflite"
     stale.write_bytes(b"partial")
     alive = tmp_path / f".out.tflite.{os.getppid()}.def456.tmp.tflite"  # a live process
@@ -101,8 +106,12 @@ def test_check_output_refuses_the_input_by_path_symlink_and_hard_link(tmp_path):
     (tmp_path / "link.keras").symlink_to(model)
     os.link(model, tmp_path / "hard.keras")
     (tmp_path / "sub").mkdir()
-    for same in (model, tmp_path / "sub" / ".." / "m.keras", tmp_path / "link.keras",
-                 tmp_path / "hard.keras"):
+    for same in (
+        model,
+        tmp_path / "sub" / ".." / "m.keras",
+        tmp_path / "link.keras",
+        tmp_path / "hard.keras",
+    ):
         with pytest.raises(UsageError, match="is the input file"):
             _io.check_output(same, inputs=[model])
     assert _io.check_output(tmp_path / "out.tflite", inputs=[model]).name == "out.tflite"
@@ -140,9 +149,10 @@ def test_write_errors_name_the_users_path_not_the_temporary(tmp_path):
     def disk_full(name):
         raise OSError(errno.ENOSPC, "No space left on device", name)
 
-    for write in (lambda: _io.write_with(tmp_path / "model.tflite", disk_full),
-                  lambda: _io.commit_files({tmp_path / "a.kbz": b"x",
-                                            tmp_path / "model.tflite": disk_full})):
+    for write in (
+        lambda: _io.write_with(tmp_path / "model.tflite", disk_full),
+        lambda: _io.commit_files({tmp_path / "a.kbz": b"x", tmp_path / "model.tflite": disk_full}),
+    ):
         with pytest.raises(OSError) as error:
             write()
         assert isinstance(error.value, KbnnError)

@@ -44,7 +44,6 @@ def test_a_model_that_is_not_the_flatbuffers_is_named_not_a_raw_runtime_error():
     for other in (_model(5, 3), _model(8, 4)):
         with pytest.raises(VerificationError, match="not the one this flatbuffer"):
             check_matches(other, flatbuffer)
-    wider = tf.keras.Sequential([tf.keras.Input((8, 1)), tf.keras.layers.Flatten(),
-                                 BinaryDense(3)])
+    wider = tf.keras.Sequential([tf.keras.Input((8, 1)), tf.keras.layers.Flatten(), BinaryDense(3)])
     with pytest.raises(VerificationError, match="takes samples of shape"):
         verify(wider, flatbuffer, np.zeros((2, 8, 1), np.float32))

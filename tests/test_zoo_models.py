@@ -34,23 +34,40 @@ def _step_and_forward(model, shape, rng):
     before = [w.numpy().copy() for w in model.trainable_weights]
     loss, accuracy = model.train_on_batch(x, y)
     assert np.isfinite(loss) and 0.0 <= accuracy <= 1.0
-    changed = sum(not np.array_equal(b, w.numpy())
-                  for b, w in zip(before, model.trainable_weights, strict=True))
+    changed = sum(
+        not np.array_equal(b, w.numpy())
+        for b, w in zip(before, model.trainable_weights, strict=True)
+    )
     assert changed >= len(before) // 2, "one train step should update most variables"
     return x
 
 
 def _binary_layers(model):
-    return [layer for layer in model.layers
-            if isinstance(layer, lq.layers.QuantConv2D | lq.layers.QuantDense)
-            and getattr(layer.kernel_quantizer, "precision", None) == 1]
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, lq.layers.QuantConv2D | lq.layers.QuantDense)
+        and getattr(layer.kernel_quantizer, "precision", None) == 1
+    ]
 
 
 def test_registry_lists_every_model_once_with_metadata():
     names = kbnn.zoo.list_models()
-    expected = {"binarynet_mnist", "ternarynet_mnist", "dorefanet_mnist", "binarynet_mlp_mnist",
-                "binarynet_cifar10", "xnornet_alexnet", "xnornet_resnet18", "binary_alexnet",
-                "birealnet18", "reactnet_a", "quicknet_small", "quicknet", "quicknet_large"}
+    expected = {
+        "binarynet_mnist",
+        "ternarynet_mnist",
+        "dorefanet_mnist",
+        "binarynet_mlp_mnist",
+        "binarynet_cifar10",
+        "xnornet_alexnet",
+        "xnornet_resnet18",
+        "binary_alexnet",
+        "birealnet18",
+        "reactnet_a",
+        "quicknet_small",
+        "quicknet",
+        "quicknet_large",
+    }
     assert expected <= set(names) and len(names) == len(set(names))
     for name in names:
         spec = kbnn.zoo.spec(name)
@@ -63,9 +80,13 @@ def test_registry_lists_every_model_once_with_metadata():
 
 
 # binarynet_mlp_mnist takes 13 CPU s here (the others 4-5 s): outside the fast lane.
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.slow)
-                                  if name == "binarynet_mlp_mnist" else name
-                                  for name in SMALL])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.slow) if name == "binarynet_mlp_mnist" else name
+        for name in SMALL
+    ],
+)
 def test_mnist_model_builds_steps_and_converts(name):
     rng = np.random.default_rng(0)
     model = kbnn.zoo.get(name)
@@ -85,8 +106,9 @@ def test_mnist_model_options(name):
     from kbnn.normalization import ShiftBatchNormalization
 
     assert any(isinstance(layer, ShiftBatchNormalization) for layer in shifted.layers)
-    assert not any(isinstance(layer, tf.keras.layers.BatchNormalization)
-                   for layer in shifted.layers)
+    assert not any(
+        isinstance(layer, tf.keras.layers.BatchNormalization) for layer in shifted.layers
+    )
     with pytest.raises(ValueError, match="bn: expected one of"):
         kbnn.zoo.get(name, bn="layernorm")
 
@@ -115,9 +137,11 @@ def _convert_and_count(model, name, x):
     the probabilities). So: argmax agrees on every sample, samples whose sign inputs are all
     ≥ SIGN_TIE_MARGIN from 0 agree to float tolerance, and at least 3/4 of all samples do."""
     conversion = kbnn.converters.convert(model, allow_unknown_layers=name in UNCHECKED_LAYERS)
-    binary_convs = [layer for layer in _binary_layers(model)
-                    if isinstance(layer, lq.layers.QuantConv2D)
-                    and layer.input_quantizer is not None]
+    binary_convs = [
+        layer
+        for layer in _binary_layers(model)
+        if isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
+    ]
     assert conversion.ops.get("LceBconv2d", 0) >= len(binary_convs)
     extra = np.random.default_rng(2).random((12, *x.shape[1:]), dtype=np.float32)
     x = np.concatenate([x, extra])
@@ -182,8 +206,9 @@ def test_info_reports_params_and_bits():
 def _round_trip(model, path, x):
     model.save(path)
     loaded = tf.keras.models.load_model(path)
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(),
-                                  model(x, training=False).numpy())
+    np.testing.assert_array_equal(
+        loaded(x, training=False).numpy(), model(x, training=False).numpy()
+    )
     return loaded
 
 
@@ -201,8 +226,13 @@ def test_zoo_blocks_serialize(tmp_path):
 
     inputs = tf.keras.Input((8, 8, 4))
     x = activations.LearnedShift(name="shift")(inputs)
-    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, trainable=False,
-                                        depthwise_initializer=initializers.BlurInitializer())(x)
+    x = tf.keras.layers.DepthwiseConv2D(
+        3,
+        padding="same",
+        use_bias=False,
+        trainable=False,
+        depthwise_initializer=initializers.BlurInitializer(),
+    )(x)
     x = tf.keras.layers.Activation(activations.hard_tanh)(x)
     model = tf.keras.Model(inputs, x)
     model.get_layer("shift").bias.assign([0.5, -0.5, 2.0, 0.0])
@@ -215,20 +245,22 @@ def test_zoo_blocks_serialize(tmp_path):
     assert out.min() >= -1.0 and out.max() <= 1.0  # hard tanh
 
 
-def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path,
-                                                                        run_fresh_python):
+def test_saved_zoo_blocks_load_in_a_fresh_process_with_only_import_kbnn(tmp_path, run_fresh_python):
     """The zoo's custom objects (LearnedShift, HardTanh, BlurInitializer, in core) are registered by
     `import kbnn`, so a saved ReActNet/QuickNet loads without `import kbnn.zoo` (a reactnet_a
     file failed with "'str' object is not callable" before) and gives the same outputs."""
     from kbnn import activations, initializers
 
-    model = tf.keras.Sequential([
-        tf.keras.Input((6, 6, 3)),
-        activations.LearnedShift(name="shift"),
-        activations.HardTanh(name="htanh"),
-        tf.keras.layers.DepthwiseConv2D(3, depthwise_initializer=initializers.BlurInitializer(),
-                                        name="blur"),
-    ])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input((6, 6, 3)),
+            activations.LearnedShift(name="shift"),
+            activations.HardTanh(name="htanh"),
+            tf.keras.layers.DepthwiseConv2D(
+                3, depthwise_initializer=initializers.BlurInitializer(), name="blur"
+            ),
+        ]
+    )
     model.get_layer("shift").bias.assign([0.1, -0.2, 0.3])
     x = np.random.default_rng(0).normal(size=(2, 6, 6, 3)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)

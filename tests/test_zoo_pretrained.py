@@ -13,8 +13,13 @@ import pytest
 # The accuracy floors on the full MNIST test split. The MLP has none there (optional);
 # its 15-epoch recipe measured 98.56% (the paper's 99.04% took 1000 epochs with dropout), so its
 # floor only guards against a broken file or definition.
-TARGETS = {"binarynet_mnist": 0.990, "ternarynet_mnist": 0.993, "dorefanet_mnist": 0.990,
-           "binarynet_mlp_mnist": 0.985, "binarynet_mcu_mnist": 0.990}
+TARGETS = {
+    "binarynet_mnist": 0.990,
+    "ternarynet_mnist": 0.993,
+    "dorefanet_mnist": 0.990,
+    "binarynet_mlp_mnist": 0.985,
+    "binarynet_mcu_mnist": 0.990,
+}
 SHIPPED = [name for name in kbnn.zoo.list_models() if cards.read_card(name)]
 PACKAGE_BUDGET_BYTES = 2 * 1024 * 1024
 
@@ -41,8 +46,9 @@ def test_package_data_is_small():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_pretrained_reaches_the_card_accuracy_on_full_mnist_test(name, mnist_available,
-                                                                  monkeypatch, tmp_path):
+def test_pretrained_reaches_the_card_accuracy_on_full_mnist_test(
+    name, mnist_available, monkeypatch, tmp_path
+):
     monkeypatch.setenv("KBNN_HOME", str(tmp_path))  # no cache involved: package data
     from kbnn.data import mnist_arrays
 
@@ -69,8 +75,9 @@ def test_corrupted_package_weights_give_a_sha_error(name, tmp_path, monkeypatch)
     (damaged / original.name).write_bytes(bytes(data))
     real_dir = cards.package_dir
 
-    monkeypatch.setattr(cards, "package_dir",
-                        lambda kind: damaged if kind == "weights" else real_dir(kind))
+    monkeypatch.setattr(
+        cards, "package_dir", lambda kind: damaged if kind == "weights" else real_dir(kind)
+    )
     with pytest.raises(W.WeightsIntegrityError, match="sha256 mismatch"):
         kbnn.zoo.get(name, weights="pretrained")
 
@@ -98,7 +105,8 @@ def test_card_states_the_summary_and_unique_kernels_of_the_shipped_weights(name)
     assert totals.pop("params") == expected_totals.pop("params")
     assert totals == pytest.approx(expected_totals)
     assert [row["name"] for row in card["summary"]["layers"]] == [
-        row["name"] for row in expected["layers"]]
+        row["name"] for row in expected["layers"]
+    ]
     assert card["summary"]["totals"]["memory_bytes"] < card["summary"]["totals"]["float32_bytes"]
     for row in card.get("unique_kernels", {}).get("layers", []):  # the MLP has no conv
         levels = np.sign(integer_levels(model.get_layer(row["layer"])))  # (kh, kw, in, out)

@@ -15,8 +15,9 @@ import tensorflow as tf
     "optimizer, bn", [("adam", "batchnorm"), ("shift_adamax", "shift"), ("bop", "batchnorm")]
 )
 def test_every_optimizer_and_bn_trains_a_step(optimizer, bn):
-    model = training.build_model_for_training("binarynet_mnist", optimizer=optimizer, bn=bn,
-                                              decay_steps=10)
+    model = training.build_model_for_training(
+        "binarynet_mnist", optimizer=optimizer, bn=bn, decay_steps=10
+    )
     x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
     y = np.arange(8) % 10
     kernel = model.get_layer("conv2").kernel

@@ -242,8 +242,9 @@ def test_pretrained_url_path_end_to_end(home, server, monkeypatch):
     source = kbnn.zoo.get("binarynet_cifar10", input_shape=(32, 32, 3), compile=False)
     sha = W.save_compact(source, root / "binarynet_cifar10.npz")
     entry = registry.spec("binarynet_cifar10")
-    patched = dataclasses.replace(entry, weights_url=f"{base}/binarynet_cifar10.npz",
-                                  weights_sha256=sha)
+    patched = dataclasses.replace(
+        entry, weights_url=f"{base}/binarynet_cifar10.npz", weights_sha256=sha
+    )
     monkeypatch.setitem(registry._REGISTRY, "binarynet_cifar10", patched)
     assert kbnn.zoo.available_weights("binarynet_cifar10") == "url"
     model = kbnn.zoo.get("binarynet_cifar10", weights="pretrained")

@@ -12,8 +12,16 @@ from kbnn.zoo import weights as weight_files
 PRETRAINED = "pretrained"
 
 
-def get(name, *, weights=None, input_shape=None, num_classes=None, include_top=True,
-        bn="batchnorm", compile=True):
+def get(
+    name,
+    *,
+    weights=None,
+    input_shape=None,
+    num_classes=None,
+    include_top=True,
+    bn="batchnorm",
+    compile=True,
+):
     """Build zoo model `name` as a `tf.keras.Model`, like `keras.applications`.
 
     Arguments:
@@ -76,7 +84,7 @@ def _check_pretrained_compatible(entry, input_shape, num_classes, include_top, b
 
 
 def available_weights(name: str) -> str | None:
-    """"package" (shipped), "url" (downloaded on demand) or None."""
+    """ "package" (shipped), "url" (downloaded on demand) or None."""
     if cards.packaged_weights(name) is not None:
         return "package"
     entry = registry.spec(name)
@@ -133,8 +141,12 @@ def info(name: str, *, params: bool = True) -> dict:
     }
     if entry.recipe is not None:
         recipe = entry.recipe
-        result["recipe"] = {"epochs": recipe.epochs, "batch_size": recipe.batch_size,
-                            "optimizer": recipe.optimizer, "learning_rate": recipe.learning_rate}
+        result["recipe"] = {
+            "epochs": recipe.epochs,
+            "batch_size": recipe.batch_size,
+            "optimizer": recipe.optimizer,
+            "learning_rate": recipe.learning_rate,
+        }
     if entry.weights_url:
         result["weights_url"] = entry.weights_url
         result["sha256"] = entry.weights_sha256

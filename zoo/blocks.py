@@ -30,14 +30,16 @@ def batch_norm(bn: str, name: str, **kwargs) -> tf.keras.layers.Layer:
     raise fail("bn", f"one of {BN_CHOICES}", bn)
 
 
-def binary_conv(filters, kernel_size, *, name, strides=1, binary_input=True, padding="same",
-                **kwargs) -> tf.keras.layers.Layer:
+def binary_conv(
+    filters, kernel_size, *, name, strides=1, binary_input=True, padding="same", **kwargs
+) -> tf.keras.layers.Layer:
     """Binary convolution: `ste_sign` kernel (latent weights clipped to [-1, 1]) and, unless
     `binary_input=False` (a network's first layer), `ste_sign` inputs padded with +1 so LCE
     lowers it to `LceBconv2d`."""
     kwargs.setdefault("input_quantizer", "ste_sign" if binary_input else None)
-    return layers.BinaryConv2D(filters, kernel_size, strides=strides, padding=padding,
-                               name=name, **kwargs)
+    return layers.BinaryConv2D(
+        filters, kernel_size, strides=strides, padding=padding, name=name, **kwargs
+    )
 
 
 def binary_dense(units, *, name, binary_input=True, **kwargs) -> tf.keras.layers.Layer:
@@ -58,8 +60,9 @@ def ternary_dense(units, *, name, **kwargs):
 
 def dorefa_conv(filters, kernel_size, *, name, bit_w, bit_a, padding="same", **kwargs):
     """DoReFa convolution: `bit_a`-bit activations in [0, 1], `bit_w`-bit weights."""
-    return layers.DorefaConv2D(filters, kernel_size, padding=padding, bit_w=bit_w, bit_a=bit_a,
-                               name=name, **kwargs)
+    return layers.DorefaConv2D(
+        filters, kernel_size, padding=padding, bit_w=bit_w, bit_a=bit_a, name=name, **kwargs
+    )
 
 
 def dorefa_dense(units, *, name, bit_w, bit_a, **kwargs):

@@ -20,8 +20,9 @@ CIFAR_CLASSES = 10
     expected_accuracy=0.886,
     expected_source="paper: BinaryNet CIFAR-10 11.40% test error",
 )
-def binarynet_cifar10(*, input_shape=CIFAR_SHAPE, num_classes=CIFAR_CLASSES, include_top=True,
-                      bn="batchnorm"):
+def binarynet_cifar10(
+    *, input_shape=CIFAR_SHAPE, num_classes=CIFAR_CLASSES, include_top=True, bn="batchnorm"
+):
     """BinaryNet's VGG-style CIFAR-10 net, (2x128C3)-MP2-(2x256C3)-MP2-(2x512C3)-MP2-
     (2x1024FC)-10, every layer binary with BN after it, max-pooling after the second conv of
     each pair; the first conv sees the float image (Courbariaux, Hubara et al., "Binarized

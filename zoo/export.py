@@ -26,8 +26,15 @@ from kbnn.zoo.evaluation import evaluate_mnist
 from kbnn.zoo.training import CSV_NAME, RUN_INFO_NAME
 
 
-def export_weights(name: str, checkpoint, *, training_command: str, weights_dir=None,
-                   cards_dir=None, trained_on: str = "CPU") -> dict:
+def export_weights(
+    name: str,
+    checkpoint,
+    *,
+    training_command: str,
+    weights_dir=None,
+    cards_dir=None,
+    trained_on: str = "CPU",
+) -> dict:
     """Export `checkpoint` (a `.keras` file from `kbnn train name`) as the zoo's weights for
     `name`; returns the model card written."""
     entry = registry.spec(name)
@@ -102,5 +109,8 @@ def final_flip_ratios(csv_path) -> dict[str, float]:
     if not rows:
         return {}
     last = rows[-1]
-    return {key.split("/", 1)[1]: float(f"{float(value):.4g}") for key, value in last.items()
-            if key.startswith("flip_ratio/") and value not in ("", "NA")}
+    return {
+        key.split("/", 1)[1]: float(f"{float(value):.4g}")
+        for key, value in last.items()
+        if key.startswith("flip_ratio/") and value not in ("", "NA")
+    }

@@ -45,8 +45,9 @@ def _classifier(x, num_classes, name="predictions"):
     expected_source="paper: BNN AlexNet ImageNet top-1 41.8% (larq-zoo measured 36.3%)",
     **_imagenet,
 )
-def binary_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-                   include_top=True, bn="batchnorm"):
+def binary_alexnet(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """BinaryNet AlexNet: 5 binary convs (64-192-384-384-256) and 3 binary dense layers
     (4096-4096-classes), each followed by BN; the first conv sees the float image
     (Hubara et al., "Quantized Neural Networks", 2018). Expected ImageNet top-1: 41.8%.
@@ -54,11 +55,17 @@ def binary_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
     """
     inputs = tf.keras.Input(shape=input_shape, name="image")
     x = inputs
-    convs = ((64, 11, 4, True), (192, 5, 1, True), (384, 3, 1, False), (384, 3, 1, False),
-             (256, 3, 1, True))
+    convs = (
+        (64, 11, 4, True),
+        (192, 5, 1, True),
+        (384, 3, 1, False),
+        (384, 3, 1, False),
+        (256, 3, 1, True),
+    )
     for i, (filters, size, stride, pool) in enumerate(convs, start=1):
-        x = blocks.binary_conv(filters, size, strides=stride, name=f"conv{i}",
-                               binary_input=i > 1)(x)
+        x = blocks.binary_conv(filters, size, strides=stride, name=f"conv{i}", binary_input=i > 1)(
+            x
+        )
         if pool:
             x = tf.keras.layers.MaxPool2D(3, strides=2, name=f"pool{i}")(x)
         x = _bn(bn, f"bn{i}", scale=False)(x)
@@ -78,8 +85,9 @@ def binary_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
     expected_source="paper: XNOR-Net AlexNet ImageNet top-1 44.2%",
     **_imagenet,
 )
-def xnornet_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-                    include_top=True, bn="batchnorm"):
+def xnornet_alexnet(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """XNOR-Net AlexNet: BN -> sign -> binary conv (weights α·sign(W), α = E|W| per output
     channel) -> pool, float first conv and classifier (Rastegari et al., "XNOR-Net", 2016).
     The 6x6 "fc6" convolution covers the whole last feature map (6x6 at 224x224).
@@ -87,8 +95,9 @@ def xnornet_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
     """
     xnor = {"kernel_quantizer": "xnor_weight"}
     inputs = tf.keras.Input(shape=input_shape, name="image")
-    x = tf.keras.layers.Conv2D(96, 11, strides=4, padding="same", use_bias=False,
-                               name="conv1")(inputs)
+    x = tf.keras.layers.Conv2D(96, 11, strides=4, padding="same", use_bias=False, name="conv1")(
+        inputs
+    )
     x = _bn(bn, "bn1", scale=False)(x)
     x = tf.keras.layers.Activation("relu", name="relu1")(x)
     x = tf.keras.layers.MaxPool2D(3, strides=2, name="pool1")(x)
@@ -117,8 +126,9 @@ def xnornet_alexnet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
 
 def _stem(inputs, bn, filters=64):
     """7x7/2 float conv -> BN -> 3x3/2 max-pool (ResNet stem)."""
-    x = tf.keras.layers.Conv2D(filters, 7, strides=2, padding="same", use_bias=False,
-                               name="stem_conv")(inputs)
+    x = tf.keras.layers.Conv2D(
+        filters, 7, strides=2, padding="same", use_bias=False, name="stem_conv"
+    )(inputs)
     x = _bn(bn, "stem_bn", momentum=0.8)(x)
     return tf.keras.layers.MaxPool2D(3, strides=2, padding="same", name="stem_pool")(x)
 
@@ -144,9 +154,14 @@ def _bireal_block(x, filters, stride, bn, name):
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _downsample(x, filters, bn, f"{name}_shortcut")
-    y = blocks.binary_conv(filters, 3, strides=stride, name=f"{name}_conv",
-                           input_quantizer="approx_sign",
-                           kernel_quantizer="magnitude_aware_sign")(x)
+    y = blocks.binary_conv(
+        filters,
+        3,
+        strides=stride,
+        name=f"{name}_conv",
+        input_quantizer="approx_sign",
+        kernel_quantizer="magnitude_aware_sign",
+    )(x)
     y = _bn(bn, f"{name}_bn", momentum=0.8)(y)
     return tf.keras.layers.Add(name=f"{name}_add")([y, shortcut])
 
@@ -158,8 +173,9 @@ def _bireal_block(x, filters, stride, bn, name):
     expected_source="paper: Bi-Real Net 18 ImageNet top-1 56.4%",
     **_imagenet,
 )
-def birealnet18(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True,
-                bn="batchnorm"):
+def birealnet18(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """Bi-Real Net 18: every binary 3x3 conv has its own real-valued identity shortcut,
     `x + BN(bconv(approx_sign(x)))`, with magnitude-aware weights and ApproxSign's piecewise
     polynomial gradient (Liu et al., "Bi-Real Net", 2018). Expected ImageNet top-1: 56.4%.
@@ -180,8 +196,9 @@ def birealnet18(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, inc
     expected_source="paper: XNOR-Net ResNet-18 ImageNet top-1 51.2%",
     **_imagenet,
 )
-def xnornet_resnet18(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-                     include_top=True, bn="batchnorm"):
+def xnornet_resnet18(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """XNOR-Net ResNet-18: basic blocks of two XNOR convolutions in the paper's order
     BN -> sign -> binary conv (weights α·sign(W), α = E|W| per output channel), one
     real-valued shortcut per block (Rastegari et al., "XNOR-Net", 2016).
@@ -212,14 +229,31 @@ def xnornet_resnet18(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES
 
 
 # MobileNetV1 layout after the stem: (output channels, stride) of each ReActNet-A block.
-_REACTNET_A_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
-                      (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+_REACTNET_A_BLOCKS = (
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+)
 
 
 def _rprelu(x, name):
     """RPReLU: shift -> PReLU (per-channel slope) -> shift (ReActNet, eq. 3)."""
     x = LearnedShift(name=f"{name}_shift_in")(x)
-    x = tf.keras.layers.PReLU(shared_axes=[1, 2], alpha_initializer=tf.keras.initializers.Constant(0.25), name=f"{name}_prelu")(x)
+    x = tf.keras.layers.PReLU(
+        shared_axes=[1, 2],
+        alpha_initializer=tf.keras.initializers.Constant(0.25),
+        name=f"{name}_prelu",
+    )(x)
     return LearnedShift(name=f"{name}_shift_out")(x)
 
 
@@ -230,8 +264,9 @@ def _reactnet_block(x, filters, stride, bn, name):
     in_filters = x.shape[-1]
     shortcut = x
     if stride != 1:
-        shortcut = tf.keras.layers.AvgPool2D(2, strides=2, padding="same",
-                                             name=f"{name}_pool")(shortcut)
+        shortcut = tf.keras.layers.AvgPool2D(2, strides=2, padding="same", name=f"{name}_pool")(
+            shortcut
+        )
     y = LearnedShift(name=f"{name}_rsign1")(x)
     y = blocks.binary_conv(in_filters, 3, strides=stride, name=f"{name}_conv3x3")(y)
     y = _bn(bn, f"{name}_bn1")(y)
@@ -261,16 +296,18 @@ def _reactnet_block(x, filters, stride, bn, name):
     expected_source="paper: ReActNet-A ImageNet top-1 69.4% (with distillation)",
     **_imagenet,
 )
-def reactnet_a(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True,
-               bn="batchnorm"):
+def reactnet_a(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """ReActNet-A: MobileNetV1 with every depthwise/pointwise pair replaced by full binary
     3x3 and 1x1 convolutions, each with a shortcut; RSign (`sign(x - β)`, learned β) and
     RPReLU (`PReLU(x - γ) + ζ`) reshape the activation distributions (Liu et al.,
     "ReActNet", 2020). Expected ImageNet top-1: 69.4%.
     """
     inputs = tf.keras.Input(shape=input_shape, name="image")
-    x = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False,
-                               name="stem_conv")(inputs)
+    x = tf.keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(
+        inputs
+    )
     x = _bn(bn, "stem_bn")(x)
     for i, (filters, stride) in enumerate(_REACTNET_A_BLOCKS, start=1):
         x = _reactnet_block(x, filters, stride, bn, f"block{i}")
@@ -282,8 +319,7 @@ def reactnet_a(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, incl
 # --------------------------------------------------------------------------- QuickNet
 
 
-def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes,
-              include_top, bn):
+def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes, include_top, bn):
     """QuickNet (Bannink et al., "Larq Compute Engine", MLSys 2021): a float stem, then
     sections of residual blocks `x + BN(ReLU(bconv3x3(x)))`; between sections a transition
     ReLU -> 2x2 max-pool (stride 1) -> fixed 3x3/2 blur (depthwise) -> 1x1 float conv -> BN.
@@ -294,15 +330,24 @@ def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes
     clip = lq.constraints.WeightClip(clip_value=1.25)
     inputs = tf.keras.Input(shape=input_shape, name="image")
     width = section_filters[0]
-    x = tf.keras.layers.Conv2D(width // 4, 3, strides=2, padding="same", use_bias=False,
-                               kernel_initializer="he_normal", name="stem_conv1")(inputs)
+    x = tf.keras.layers.Conv2D(
+        width // 4,
+        3,
+        strides=2,
+        padding="same",
+        use_bias=False,
+        kernel_initializer="he_normal",
+        name="stem_conv1",
+    )(inputs)
     x = _bn(bn, "stem_bn1")(x)
     x = tf.keras.layers.Activation("relu", name="stem_relu")(x)
-    x = tf.keras.layers.DepthwiseConv2D(3, strides=2, padding="same", use_bias=False,
-                                        name="stem_depthwise")(x)
+    x = tf.keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", use_bias=False, name="stem_depthwise"
+    )(x)
     x = _bn(bn, "stem_bn2", scale=False, center=False)(x)
-    x = tf.keras.layers.Conv2D(width, 1, use_bias=False, kernel_initializer="he_normal",
-                               name="stem_conv2")(x)
+    x = tf.keras.layers.Conv2D(
+        width, 1, use_bias=False, kernel_initializer="he_normal", name="stem_conv2"
+    )(x)
     x = _bn(bn, "stem_bn3")(x)
     for s, (count, filters) in enumerate(zip(section_blocks, section_filters, strict=True), 1):
         for b in range(1, count + 1):
@@ -311,17 +356,32 @@ def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes
                 x = tf.keras.layers.Activation("relu", name=f"{prefix}_transition_relu")(x)
                 x = tf.keras.layers.MaxPool2D(2, strides=1, name=f"{prefix}_transition_pool")(x)
                 x = tf.keras.layers.DepthwiseConv2D(
-                    3, strides=2, padding="same", use_bias=False, trainable=False,
+                    3,
+                    strides=2,
+                    padding="same",
+                    use_bias=False,
+                    trainable=False,
                     depthwise_initializer=BlurInitializer(),
-                    name=f"{prefix}_transition_blur")(x)
-                x = tf.keras.layers.Conv2D(filters, 1, use_bias=False,
-                                           kernel_initializer="glorot_normal",
-                                           name=f"{prefix}_transition_conv")(x)
+                    name=f"{prefix}_transition_blur",
+                )(x)
+                x = tf.keras.layers.Conv2D(
+                    filters,
+                    1,
+                    use_bias=False,
+                    kernel_initializer="glorot_normal",
+                    name=f"{prefix}_transition_conv",
+                )(x)
                 x = _bn(bn, f"{prefix}_transition_bn", epsilon=1e-5)(x)
-            y = blocks.binary_conv(filters, 3, name=f"{prefix}_conv", activation="relu",
-                                   input_quantizer=sign, kernel_quantizer=sign,
-                                   kernel_constraint=clip,
-                                   kernel_initializer="glorot_normal")(x)
+            y = blocks.binary_conv(
+                filters,
+                3,
+                name=f"{prefix}_conv",
+                activation="relu",
+                input_quantizer=sign,
+                kernel_quantizer=sign,
+                kernel_constraint=clip,
+                kernel_initializer="glorot_normal",
+            )(x)
             y = _bn(bn, f"{prefix}_bn", epsilon=1e-5)(y)
             x = tf.keras.layers.Add(name=f"{prefix}_add")([y, x])
     if include_top:
@@ -330,38 +390,77 @@ def _quicknet(name, section_blocks, section_filters, *, input_shape, num_classes
     return tf.keras.Model(inputs, x, name=name)
 
 
-_quicknet_paper = ("Bannink et al., Larq Compute Engine: Design, Benchmark and Deploy "
-                   "State-of-the-Art Binarized Neural Networks, MLSys 2021 (arXiv:2011.09398)")
+_quicknet_paper = (
+    "Bannink et al., Larq Compute Engine: Design, Benchmark and Deploy "
+    "State-of-the-Art Binarized Neural Networks, MLSys 2021 (arXiv:2011.09398)"
+)
 _quicknet_bits = "W1A1 (float stem, transitions and classifier)"
 
 
-@register(paper=_quicknet_paper, bits=_quicknet_bits, expected_accuracy=0.594,
-          expected_source="larq-zoo QuickNetSmall ImageNet top-1 59.4%", **_imagenet)
-def quicknet_small(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-                   include_top=True, bn="batchnorm"):
+@register(
+    paper=_quicknet_paper,
+    bits=_quicknet_bits,
+    expected_accuracy=0.594,
+    expected_source="larq-zoo QuickNetSmall ImageNet top-1 59.4%",
+    **_imagenet,
+)
+def quicknet_small(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """QuickNetSmall: sections of 4-4-4-4 binary residual blocks, 32-64-256-512 channels
     (Bannink et al. 2021). Expected ImageNet top-1: 59.4%."""
-    return _quicknet("quicknet_small", (4, 4, 4, 4), (32, 64, 256, 512),
-                     input_shape=input_shape, num_classes=num_classes,
-                     include_top=include_top, bn=bn)
+    return _quicknet(
+        "quicknet_small",
+        (4, 4, 4, 4),
+        (32, 64, 256, 512),
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        bn=bn,
+    )
 
 
-@register(paper=_quicknet_paper, bits=_quicknet_bits, expected_accuracy=0.633,
-          expected_source="larq-zoo QuickNet ImageNet top-1 63.3%", **_imagenet)
-def quicknet(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True,
-             bn="batchnorm"):
+@register(
+    paper=_quicknet_paper,
+    bits=_quicknet_bits,
+    expected_accuracy=0.633,
+    expected_source="larq-zoo QuickNet ImageNet top-1 63.3%",
+    **_imagenet,
+)
+def quicknet(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """QuickNet: sections of 4-4-4-4 binary residual blocks, 64-128-256-512 channels
     (Bannink et al. 2021). Expected ImageNet top-1: 63.3%."""
-    return _quicknet("quicknet", (4, 4, 4, 4), (64, 128, 256, 512), input_shape=input_shape,
-                     num_classes=num_classes, include_top=include_top, bn=bn)
+    return _quicknet(
+        "quicknet",
+        (4, 4, 4, 4),
+        (64, 128, 256, 512),
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        bn=bn,
+    )
 
 
-@register(paper=_quicknet_paper, bits=_quicknet_bits, expected_accuracy=0.669,
-          expected_source="larq-zoo QuickNetLarge ImageNet top-1 66.9%", **_imagenet)
-def quicknet_large(*, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES,
-                   include_top=True, bn="batchnorm"):
+@register(
+    paper=_quicknet_paper,
+    bits=_quicknet_bits,
+    expected_accuracy=0.669,
+    expected_source="larq-zoo QuickNetLarge ImageNet top-1 66.9%",
+    **_imagenet,
+)
+def quicknet_large(
+    *, input_shape=IMAGENET_SHAPE, num_classes=IMAGENET_CLASSES, include_top=True, bn="batchnorm"
+):
     """QuickNetLarge: sections of 6-8-12-6 binary residual blocks, 64-128-256-512 channels
     (Bannink et al. 2021). Expected ImageNet top-1: 66.9%."""
-    return _quicknet("quicknet_large", (6, 8, 12, 6), (64, 128, 256, 512),
-                     input_shape=input_shape, num_classes=num_classes,
-                     include_top=include_top, bn=bn)
+    return _quicknet(
+        "quicknet_large",
+        (6, 8, 12, 6),
+        (64, 128, 256, 512),
+        input_shape=input_shape,
+        num_classes=num_classes,
+        include_top=include_top,
+        bn=bn,
+    )

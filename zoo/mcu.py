@@ -35,8 +35,14 @@ MCU_FILTERS = (32, 64, 64)
     expected_source="issue #15 budget (BitNetMCU anchor: 99.02% in 16 KB flash)",
     recipe=Recipe(epochs=20, batch_size=100),
 )
-def binarynet_mcu_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=True,
-                        bn="batchnorm", filters=MCU_FILTERS):
+def binarynet_mcu_mnist(
+    *,
+    input_shape=None,
+    num_classes=MNIST_CLASSES,
+    include_top=True,
+    bn="batchnorm",
+    filters=MCU_FILTERS,
+):
     """BinaryNet CNN sized for a Cortex-M4 (Courbariaux, Hubara et al., "Binarized Neural
     Networks", NeurIPS 2016): three ±1-weight convolutions (5x5, 3x3, 3x3) with BN before each
     2x2 max-pool, ±1 activations after the first layer, and a binary 576->10 output layer.

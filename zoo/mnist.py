@@ -43,8 +43,9 @@ def _top(x, num_classes, bn, dense):
     expected_source="paper: BinaryNet MNIST 0.96% test error",
     recipe=Recipe(epochs=15, batch_size=100),
 )
-def binarynet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=True,
-                    bn="batchnorm"):
+def binarynet_mnist(
+    *, input_shape=None, num_classes=MNIST_CLASSES, include_top=True, bn="batchnorm"
+):
     """BinaryNet CNN for MNIST, the seed's TensorLayer recipe (Courbariaux, Hubara et al.,
     "Binarized Neural Networks", NeurIPS 2016).
 
@@ -78,8 +79,9 @@ def binarynet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=
     expected_source="paper: TWN LeNet-5 on MNIST 99.35%",
     recipe=Recipe(epochs=15, batch_size=100),
 )
-def ternarynet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=True,
-                     bn="batchnorm"):
+def ternarynet_mnist(
+    *, input_shape=None, num_classes=MNIST_CLASSES, include_top=True, bn="batchnorm"
+):
     """Ternary-weight CNN for MNIST, the seed's TensorLayer recipe (Li & Liu, "Ternary Weight
     Networks", 2016).
 
@@ -117,8 +119,9 @@ DOREFA_BIT_W, DOREFA_BIT_A = 1, 3
     expected_source="seed recipe target (the paper reports SVHN/ImageNet only)",
     recipe=Recipe(epochs=15, batch_size=100),
 )
-def dorefanet_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=True,
-                    bn="batchnorm"):
+def dorefanet_mnist(
+    *, input_shape=None, num_classes=MNIST_CLASSES, include_top=True, bn="batchnorm"
+):
     """DoReFa-Net CNN for MNIST (bit_w=1, bit_a=3), the seed's TensorLayer recipe (Zhou et al.,
     "DoReFa-Net", 2016).
 
@@ -161,8 +164,14 @@ MLP_UNITS = 2048
     expected_source="paper: BinaryNet MLP on MNIST 0.96% test error (Theano, 3x4096)",
     recipe=Recipe(epochs=15, batch_size=100),
 )
-def binarynet_mlp_mnist(*, input_shape=None, num_classes=MNIST_CLASSES, include_top=True,
-                        bn="batchnorm", units=MLP_UNITS):
+def binarynet_mlp_mnist(
+    *,
+    input_shape=None,
+    num_classes=MNIST_CLASSES,
+    include_top=True,
+    bn="batchnorm",
+    units=MLP_UNITS,
+):
     """BinaryNet MLP for MNIST: 3 binary dense layers of 2048 units with BN (the reference Torch
     code; the Theano code uses 4096), then a binary output layer (Courbariaux, Hubara et al.,
     "Binarized Neural Networks", NeurIPS 2016).

@@ -100,20 +100,29 @@ def make_optimizer(name: str, *, learning_rate: float, decay_steps: int):
     return optimizers.ShiftAdaMax(learning_rate=schedule)
 
 
-def build_model_for_training(name, *, optimizer="adam", learning_rate=None, bn="batchnorm",
-                             decay_steps=1):
+def build_model_for_training(
+    name, *, optimizer="adam", learning_rate=None, bn="batchnorm", decay_steps=1
+):
     """Model + optimizer + metrics, compiled; call inside `strategy.scope()` to distribute."""
     spec = registry.spec(name)
     recipe = spec.recipe or registry.Recipe(epochs=1, batch_size=32)
     model = get(name, bn=bn, compile=False)
-    opt = make_optimizer(optimizer,
-                         learning_rate=learning_rate or default_learning_rate(recipe, optimizer),
-                         decay_steps=decay_steps)
+    opt = make_optimizer(
+        optimizer,
+        learning_rate=learning_rate or default_learning_rate(recipe, optimizer),
+        decay_steps=decay_steps,
+    )
     return compile_model(model, opt)
 
 
-def make_datasets(global_batch_size: int, *, validation_size=DEFAULT_VALIDATION_SIZE, seed=0,
-                  steps_per_epoch=None, data_dir=None):
+def make_datasets(
+    global_batch_size: int,
+    *,
+    validation_size=DEFAULT_VALIDATION_SIZE,
+    seed=0,
+    steps_per_epoch=None,
+    data_dir=None,
+):
     """(train, validation, steps_per_epoch) for MNIST, batched with the global batch size.
 
     `steps_per_epoch` shortens epochs (the training set then repeats); default one pass."""
@@ -121,9 +130,15 @@ def make_datasets(global_batch_size: int, *, validation_size=DEFAULT_VALIDATION_
     check_int(validation_size, "validation_size", low=0, high=MNIST_TRAIN_SIZE - 1)
     check_positive_int(steps_per_epoch, "steps_per_epoch", allow_none=True)
     cut = MNIST_TRAIN_SIZE - validation_size
-    train = mnist(f"train[:{cut}]", global_batch_size, shuffle=True, seed=seed,
-                  repeat=steps_per_epoch is not None, data_dir=data_dir)
-    val = (mnist(f"train[{cut}:]", 1000, data_dir=data_dir) if validation_size else None)
+    train = mnist(
+        f"train[:{cut}]",
+        global_batch_size,
+        shuffle=True,
+        seed=seed,
+        repeat=steps_per_epoch is not None,
+        data_dir=data_dir,
+    )
+    val = mnist(f"train[{cut}:]", 1000, data_dir=data_dir) if validation_size else None
     steps = steps_per_epoch or -(-cut // global_batch_size)
     return train, val, steps
 
@@ -168,15 +183,20 @@ class DistributedTrainResult:
     seconds: float
 
 
-def mnist_datasets(*, validation_size: int, seed: int, data_dir=None,
-                   steps_per_epoch: int | None = None) -> Callable:
+def mnist_datasets(
+    *, validation_size: int, seed: int, data_dir=None, steps_per_epoch: int | None = None
+) -> Callable:
     """The MNIST recipe's data (`kbnn.zoo.training.make_datasets`) sharded by *data*: tfds
     MNIST is one file, and its seeded shuffle gives every worker the same order."""
 
     def make(global_batch_size, strategy):
-        train, val, steps = make_datasets(global_batch_size, validation_size=validation_size,
-                                          seed=seed, data_dir=data_dir,
-                                          steps_per_epoch=steps_per_epoch)
+        train, val, steps = make_datasets(
+            global_batch_size,
+            validation_size=validation_size,
+            seed=seed,
+            data_dir=data_dir,
+            steps_per_epoch=steps_per_epoch,
+        )
         val = with_shard_policy(val, "data") if val is not None else None
         return DataSplits(with_shard_policy(train, "data"), val, steps)
 
@@ -185,8 +205,12 @@ def mnist_datasets(*, validation_size: int, seed: int, data_dir=None,
 
 def _default_datasets(spec, *, validation_size, seed, data_dir, steps_per_epoch):
     if spec.dataset == "mnist":
-        return mnist_datasets(validation_size=validation_size, seed=seed, data_dir=data_dir,
-                              steps_per_epoch=steps_per_epoch)
+        return mnist_datasets(
+            validation_size=validation_size,
+            seed=seed,
+            data_dir=data_dir,
+            steps_per_epoch=steps_per_epoch,
+        )
     if spec.dataset == "imagenet":
         return imagenet.datasets_fn(data_dir=data_dir, seed=seed, image_size=spec.input_shape[0])
     raise UsageError(
@@ -213,8 +237,8 @@ class _WorkerPaths:
 
     def __init__(self, output: pathlib.Path, chief: bool, index: int):
         self.chief = chief
-        self.root = output if chief else pathlib.Path(
-            tempfile.mkdtemp(prefix=f"kbnn-worker{index}-")
+        self.root = (
+            output if chief else pathlib.Path(tempfile.mkdtemp(prefix=f"kbnn-worker{index}-"))
         )
 
     def __call__(self, name: str) -> pathlib.Path:
@@ -297,8 +321,7 @@ class TrainConfig:
         """Reject bad values before anything is built (the recipe-dependent ones in `_plan`)."""
         if self.per_replica_batch_size is not None and self.batch_size is not None:
             raise UsageError("give per_replica_batch_size or batch_size (global), not both")
-        check_positive_int(self.per_replica_batch_size, "per_replica_batch_size",
-                           allow_none=True)
+        check_positive_int(self.per_replica_batch_size, "per_replica_batch_size", allow_none=True)
         check_positive_int(self.batch_size, "batch_size", allow_none=True)
         check_positive_int(self.steps_per_epoch, "steps_per_epoch", allow_none=True)
         check_choice(self.lr_scaling, "lr_scaling", LR_SCALING_CHOICES)
@@ -307,8 +330,9 @@ class TrainConfig:
             try:
                 check_positive_int(self.backup_freq, "backup_freq")
             except UsageError:
-                raise fail("backup_freq", "'epoch' or a positive integer",
-                           self.backup_freq) from None
+                raise fail(
+                    "backup_freq", "'epoch' or a positive integer", self.backup_freq
+                ) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,35 +357,50 @@ def _plan(name: str, config: TrainConfig) -> _Plan:
     optimizer = config.optimizer or recipe.optimizer
     check_positive_int(epochs, "epochs")
     check_choice(optimizer, "optimizer", OPTIMIZER_CHOICES)
-    strategy = strategies.get_strategy(config.strategy, devices=config.devices, tpu=config.tpu,
-                                       communication=config.communication)
+    strategy = strategies.get_strategy(
+        config.strategy, devices=config.devices, tpu=config.tpu, communication=config.communication
+    )
     replicas = strategy.num_replicas_in_sync
     per_replica = config.per_replica_batch_size or recipe.batch_size
     if config.batch_size is not None:
         if config.batch_size % replicas:
-            raise UsageError(f"batch_size {config.batch_size} does not split evenly over "
-                             f"{replicas} replicas; use a multiple or give per_replica_batch_size")
+            raise UsageError(
+                f"batch_size {config.batch_size} does not split evenly over "
+                f"{replicas} replicas; use a multiple or give per_replica_batch_size"
+            )
         per_replica = config.batch_size // replicas
     global_batch = strategies.global_batch_size(per_replica, strategy)
     rate = config.learning_rate or default_learning_rate(recipe, optimizer)
     output = pathlib.Path(config.output or os.path.join("runs", name))
     return _Plan(
-        strategy=strategy, epochs=epochs, optimizer=optimizer,
-        per_replica_batch_size=per_replica, global_batch_size=global_batch,
-        learning_rate=scale_learning_rate(rate, global_batch_size=global_batch,
-                                          reference_batch_size=recipe.batch_size,
-                                          rule=config.lr_scaling),
-        chief=strategies.is_chief(strategy), worker=strategies.worker_index(strategy)[0],
-        output=output, backup_dir=pathlib.Path(config.backup_dir or output / BACKUP_DIR),
+        strategy=strategy,
+        epochs=epochs,
+        optimizer=optimizer,
+        per_replica_batch_size=per_replica,
+        global_batch_size=global_batch,
+        learning_rate=scale_learning_rate(
+            rate,
+            global_batch_size=global_batch,
+            reference_batch_size=recipe.batch_size,
+            rule=config.lr_scaling,
+        ),
+        chief=strategies.is_chief(strategy),
+        worker=strategies.worker_index(strategy)[0],
+        output=output,
+        backup_dir=pathlib.Path(config.backup_dir or output / BACKUP_DIR),
     )
 
 
 def _build(name: str, config: TrainConfig, plan: _Plan, steps: int) -> tf.keras.Model:
     """The compiled model, built in the strategy's scope (sync BN, precision, flip ratio)."""
     with plan.strategy.scope():
-        model = build_model_for_training(name, optimizer=plan.optimizer,
-                                         learning_rate=plan.learning_rate, bn=config.bn,
-                                         decay_steps=plan.epochs * steps)
+        model = build_model_for_training(
+            name,
+            optimizer=plan.optimizer,
+            learning_rate=plan.learning_rate,
+            bn=config.bn,
+            decay_steps=plan.epochs * steps,
+        )
         opt = model.optimizer
         if config.sync_bn:
             model = synchronize_batch_norm(model)
@@ -389,9 +428,13 @@ def _fit(model, splits: DataSplits, config: TrainConfig, plan: _Plan, steps: int
     start = time.time()
     try:
         history = model.fit(
-            splits.train, epochs=plan.epochs, steps_per_epoch=steps,
-            validation_data=splits.validation, validation_steps=splits.validation_steps,
-            callbacks=fit_callbacks, verbose=config.verbose if plan.chief else 0,
+            splits.train,
+            epochs=plan.epochs,
+            steps_per_epoch=steps,
+            validation_data=splits.validation,
+            validation_steps=splits.validation_steps,
+            callbacks=fit_callbacks,
+            verbose=config.verbose if plan.chief else 0,
         )
         seconds = time.time() - start
         if splits.validation is None:  # no validation: keep the final weights
@@ -410,20 +453,29 @@ def _write_chief_outputs(name, config: TrainConfig, plan: _Plan, history, steps,
     if history.epoch:  # from the CSV: it also holds the epochs before a restore
         plot_training_curves(output / CSV_NAME, output / CURVES_NAME, title=name)
     _write_run_info(
-        output / RUN_INFO_NAME, name=name, strategy=_strategy_name(config.strategy),
-        replicas=plan.strategy.num_replicas_in_sync, epochs=plan.epochs,
+        output / RUN_INFO_NAME,
+        name=name,
+        strategy=_strategy_name(config.strategy),
+        replicas=plan.strategy.num_replicas_in_sync,
+        epochs=plan.epochs,
         per_replica_batch_size=plan.per_replica_batch_size,
-        global_batch_size=plan.global_batch_size, optimizer=plan.optimizer,
-        learning_rate=plan.learning_rate, lr_scaling=config.lr_scaling, bn=config.bn,
-        sync_bn=config.sync_bn, mixed_precision=config.mixed_precision,
-        validation_size=config.validation_size, seed=config.seed, steps_per_epoch=steps,
-        epochs_run=list(history.epoch), seconds=round(seconds, 1),
+        global_batch_size=plan.global_batch_size,
+        optimizer=plan.optimizer,
+        learning_rate=plan.learning_rate,
+        lr_scaling=config.lr_scaling,
+        bn=config.bn,
+        sync_bn=config.sync_bn,
+        mixed_precision=config.mixed_precision,
+        validation_size=config.validation_size,
+        seed=config.seed,
+        steps_per_epoch=steps,
+        epochs_run=list(history.epoch),
+        seconds=round(seconds, 1),
     )
     best = tf.keras.models.load_model(output / CHECKPOINT_NAME)
     _plot_weights(best, output / HISTOGRAMS_NAME)
     test_accuracy = None
-    if (config.evaluate_test and registry.spec(name).dataset == "mnist"
-            and config.datasets is None):
+    if config.evaluate_test and registry.spec(name).dataset == "mnist" and config.datasets is None:
         test_accuracy = evaluate_mnist(best, data_dir=config.data_dir)
     return best, test_accuracy
 
@@ -450,8 +502,12 @@ def train(name: str, config: TrainConfig | None = None, **overrides) -> Distribu
 
     spec = registry.spec(name)
     make = config.datasets or _default_datasets(
-        spec, validation_size=config.validation_size, seed=config.seed,
-        data_dir=config.data_dir, steps_per_epoch=config.steps_per_epoch)
+        spec,
+        validation_size=config.validation_size,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        steps_per_epoch=config.steps_per_epoch,
+    )
     splits = _as_splits(make(plan.global_batch_size, plan.strategy))
     steps = config.steps_per_epoch or splits.steps_per_epoch
     if steps is None:
@@ -467,15 +523,24 @@ def train(name: str, config: TrainConfig | None = None, **overrides) -> Distribu
         best.set_weights(final_weights)
     checkpoint = plan.output / CHECKPOINT_NAME
     if config.verbose and plan.chief:
-        print(f"{name}: {len(history.epoch)} epochs on {plan.strategy.num_replicas_in_sync} "
-              f"replicas (global batch {plan.global_batch_size}, lr {plan.learning_rate:.3g}) "
-              f"in {seconds:.0f} s; checkpoint {checkpoint}"
-              + (f"; test accuracy {test_accuracy:.4f}" if test_accuracy is not None else ""))
+        print(
+            f"{name}: {len(history.epoch)} epochs on {plan.strategy.num_replicas_in_sync} "
+            f"replicas (global batch {plan.global_batch_size}, lr {plan.learning_rate:.3g}) "
+            f"in {seconds:.0f} s; checkpoint {checkpoint}"
+            + (f"; test accuracy {test_accuracy:.4f}" if test_accuracy is not None else "")
+        )
     return DistributedTrainResult(
-        model=best, final_weights=final_weights, history=history.history,
-        epochs_run=list(history.epoch), output=plan.output, checkpoint=checkpoint,
-        test_accuracy=test_accuracy, strategy=_strategy_name(config.strategy),
+        model=best,
+        final_weights=final_weights,
+        history=history.history,
+        epochs_run=list(history.epoch),
+        output=plan.output,
+        checkpoint=checkpoint,
+        test_accuracy=test_accuracy,
+        strategy=_strategy_name(config.strategy),
         num_replicas=plan.strategy.num_replicas_in_sync,
-        global_batch_size=plan.global_batch_size, learning_rate=plan.learning_rate,
-        is_chief=plan.chief, seconds=seconds,
+        global_batch_size=plan.global_batch_size,
+        learning_rate=plan.learning_rate,
+        is_chief=plan.chief,
+        seconds=seconds,
     )

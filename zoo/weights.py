@@ -79,8 +79,14 @@ def cache_dir() -> pathlib.Path:
     return kbnn_home() / "weights"
 
 
-def fetch(url: str, sha256: str, *, filename: str | None = None, progress: bool = True,
-          timeout: float = 30.0) -> pathlib.Path:
+def fetch(
+    url: str,
+    sha256: str,
+    *,
+    filename: str | None = None,
+    progress: bool = True,
+    timeout: float = 30.0,
+) -> pathlib.Path:
     """The cached file for `url`, downloading it first if missing or corrupted.
 
     A cached file whose sha256 does not match is removed and downloaded again. The download
@@ -126,9 +132,11 @@ def _download_to(response, target: pathlib.Path, sha256: str, url: str, total, p
     from tqdm.auto import tqdm
 
     digest = hashlib.sha256()
-    with atomic_path(target) as tmp_name, open(tmp_name, "wb") as out, tqdm(
-        total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress
-    ) as bar:
+    with (
+        atomic_path(target) as tmp_name,
+        open(tmp_name, "wb") as out,
+        tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar,
+    ):
         for chunk in iter(lambda: response.read(_CHUNK), b""):
             out.write(chunk)
             digest.update(chunk)
@@ -152,7 +160,7 @@ def _kernel_quantizer(layer, variable_name: str):
 def _short_name(layer, variable) -> str:
     name = variable.name.split(":")[0]
     prefix = f"{layer.name}/"
-    return name[len(prefix):] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
+    return name[len(prefix) :] if name.startswith(prefix) else name.rsplit("/", 1)[-1]
 
 
 def _layer_variables(model):
@@ -174,14 +182,20 @@ def _encode_kernel(q: np.ndarray):
     alpha = np.abs(channels).max(axis=0).astype(np.float32)
     magnitude = np.abs(channels)
     nonzero = magnitude > 0
-    if not np.all(np.isclose(magnitude[nonzero], np.broadcast_to(alpha, channels.shape)[nonzero],
-                             rtol=1e-6, atol=0)):
+    if not np.all(
+        np.isclose(
+            magnitude[nonzero], np.broadcast_to(alpha, channels.shape)[nonzero], rtol=1e-6, atol=0
+        )
+    ):
         return None
     signs = np.packbits((q > 0).ravel())
     if np.all(nonzero):
         return "sign", {"sign": signs, "scale": alpha}
-    return "ternary", {"sign": signs, "nonzero": np.packbits(nonzero.reshape(q.shape).ravel()),
-                       "scale": alpha}
+    return "ternary", {
+        "sign": signs,
+        "nonzero": np.packbits(nonzero.reshape(q.shape).ravel()),
+        "scale": alpha,
+    }
 
 
 def _same_quantization(a: np.ndarray, b: np.ndarray) -> bool:
@@ -259,15 +273,23 @@ def read_compact(path, expected: dict | None = None) -> tuple[dict, dict[str, np
             values = {}
             for entry in meta["variables"]:
                 key, kind, shape = entry["key"], entry["kind"], tuple(entry["shape"])
-                parts = {part: _read_member(archive, f"{key}:{part}" if part else key,
-                                            want, shown)
-                         for part, want in _layout(kind, shape).items()}
-                values[key] = parts[""] if kind == "float32" else _decode_kernel(kind, parts,
-                                                                                  shape)
+                parts = {
+                    part: _read_member(archive, f"{key}:{part}" if part else key, want, shown)
+                    for part, want in _layout(kind, shape).items()
+                }
+                values[key] = parts[""] if kind == "float32" else _decode_kernel(kind, parts, shape)
     except ModelLoadError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError, RuntimeError) as err:
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        NotImplementedError,
+        RuntimeError,
+    ) as err:
         raise ModelLoadError(f"cannot read {shown}: {' '.join(str(err).split())[:200]}") from err
     return meta, values
 
@@ -282,15 +304,20 @@ def _read_meta(archive: zipfile.ZipFile, shown: str) -> dict:
     if not isinstance(variables, list):
         raise ModelLoadError(f"{shown}: metadata 'variables' is not a list")
     for entry in variables:
-        ok = (isinstance(entry, dict) and isinstance(entry.get("key"), str)
-              and entry.get("kind") in _KINDS and isinstance(entry.get("shape"), list)
-              and len(entry["shape"]) <= 8
-              and all(type(d) is int and 0 <= d <= _MAX_ELEMENTS for d in entry["shape"]))
+        ok = (
+            isinstance(entry, dict)
+            and isinstance(entry.get("key"), str)
+            and entry.get("kind") in _KINDS
+            and isinstance(entry.get("shape"), list)
+            and len(entry["shape"]) <= 8
+            and all(type(d) is int and 0 <= d <= _MAX_ELEMENTS for d in entry["shape"])
+        )
         if not ok:
             raise ModelLoadError(f"{shown}: malformed metadata entry {str(entry)[:120]}")
         if int(np.prod(entry["shape"], dtype=np.float64)) > _MAX_ELEMENTS:
-            raise ModelLoadError(f"{shown}: {entry['key']} declares {entry['shape']}, "
-                                 "too large to be a weight")
+            raise ModelLoadError(
+                f"{shown}: {entry['key']} declares {entry['shape']}, too large to be a weight"
+            )
     total = sum(int(np.prod(entry["shape"], dtype=np.float64)) for entry in variables)
     if total > _MAX_ELEMENTS:
         raise ModelLoadError(f"{shown} declares {total:,} weights in all, too many")
@@ -300,11 +327,12 @@ def _read_meta(archive: zipfile.ZipFile, shown: str) -> dict:
 def _check_declared(meta: dict, expected: dict | None, shown: str) -> None:
     if expected is None:
         return
-    problems = [f"{entry['key']} has shape {tuple(entry['shape'])}, model wants "
-                f"{tuple(expected[entry['key']])}"
-                for entry in meta["variables"]
-                if entry["key"] in expected
-                and tuple(entry["shape"]) != tuple(expected[entry["key"]])]
+    problems = [
+        f"{entry['key']} has shape {tuple(entry['shape'])}, model wants "
+        f"{tuple(expected[entry['key']])}"
+        for entry in meta["variables"]
+        if entry["key"] in expected and tuple(entry["shape"]) != tuple(expected[entry["key"]])
+    ]
     if problems:
         raise ModelLoadError(f"{shown} does not match the model: " + "; ".join(problems[:8]))
 
@@ -316,8 +344,7 @@ def _layout(kind: str, shape: tuple) -> dict:
     if not shape:
         raise ModelLoadError(f"a {kind} kernel needs at least one dimension, got {shape}")
     packed = (-(-int(np.prod(shape)) // 8),)
-    layout = {"sign": (np.dtype(np.uint8), packed), "scale": (np.dtype(np.float32),
-                                                             (shape[-1],))}
+    layout = {"sign": (np.dtype(np.uint8), packed), "scale": (np.dtype(np.float32), (shape[-1],))}
     if kind == "ternary":
         layout["nonzero"] = (np.dtype(np.uint8), packed)
     return layout
@@ -328,16 +355,21 @@ def _read_member(archive: zipfile.ZipFile, key: str, want, shown: str) -> np.nda
     dtype, shape = want
     with archive.open(f"{key}.npy") as handle:
         version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
         found_shape, fortran, found_dtype = read_header(handle)
         if shape is None:
             valid = len(found_shape) == 1 and found_shape[0] <= _MAX_META_BYTES
         else:
             valid = tuple(found_shape) == tuple(shape)
         if found_dtype != dtype or fortran or not valid:
-            raise ModelLoadError(f"{shown}: array {key!r} is {found_dtype}{tuple(found_shape)}, "
-                                 f"expected {dtype}{shape if shape is not None else ''}")
+            raise ModelLoadError(
+                f"{shown}: array {key!r} is {found_dtype}{tuple(found_shape)}, "
+                f"expected {dtype}{shape if shape is not None else ''}"
+            )
         count = int(np.prod(found_shape))
         data = handle.read(count * dtype.itemsize)
     if len(data) != count * dtype.itemsize:
@@ -354,8 +386,10 @@ def load_compact(model, path, *, sha256: str | None = None, allow_unused=False) 
     """
     if sha256:
         verify_sha256(path, sha256)
-    expected = {f"{layer.name}/{name}": tuple(variable.shape)
-                for layer, name, variable in _layer_variables(model)}
+    expected = {
+        f"{layer.name}/{name}": tuple(variable.shape)
+        for layer, name, variable in _layer_variables(model)
+    }
     _, values = read_compact(path, expected)
     assignments, problems = [], []
     for layer, name, variable in _layer_variables(model):
@@ -414,12 +448,16 @@ def _load_from_saved_model_file(model, path) -> None:
     from kbnn._loading import load_model
 
     source = load_model(path, what="weights file")
-    theirs = {f"{layer.name}/{name}": variable
-              for layer, name, variable in _layer_variables(source)}
+    theirs = {
+        f"{layer.name}/{name}": variable for layer, name, variable in _layer_variables(source)
+    }
     ours = list(_layer_variables(model))
-    problems = [key for layer, name, variable in ours
-                if (key := f"{layer.name}/{name}") not in theirs
-                or tuple(theirs[key].shape) != tuple(variable.shape)]
+    problems = [
+        key
+        for layer, name, variable in ours
+        if (key := f"{layer.name}/{name}") not in theirs
+        or tuple(theirs[key].shape) != tuple(variable.shape)
+    ]
     if problems:
         raise ModelLoadError(
             f"model file {str(path)!r} does not match {model.name!r}: {', '.join(problems[:8])}"

@@ -14,8 +14,16 @@ from kbnn.converters.c_export.codegen import CSources, check_prefix, generate
 from kbnn.converters.c_export.errors import ExportError
 from kbnn.converters.c_export.lowering import IntegerLayer, IntegerNetwork, lower
 
-__all__ = ["CExport", "ExportError", "IntegerLayer", "IntegerNetwork", "check_prefix", "export_c",
-           "generate", "lower"]
+__all__ = [
+    "CExport",
+    "ExportError",
+    "IntegerLayer",
+    "IntegerNetwork",
+    "check_prefix",
+    "export_c",
+    "generate",
+    "lower",
+]
 
 
 @dataclasses.dataclass
@@ -49,8 +57,9 @@ def export_c(model, out_dir, *, prefix: str = "kbnn", overwrite: bool = False) -
     if not overwrite:
         for path in (header, source):
             if path.exists():
-                raise ExportError(f"{str(path)!r} already exists; remove it or pass "
-                                  "overwrite=True (--force)")
+                raise ExportError(
+                    f"{str(path)!r} already exists; remove it or pass overwrite=True (--force)"
+                )
     if not folder.parent.is_dir() and str(folder.parent):
         raise ExportError(f"cannot create {str(folder)!r}: {str(folder.parent)!r} does not exist")
     network = lower(model)

@@ -22,8 +22,12 @@ RUNTIME = pathlib.Path(__file__).with_name("runtime.c.in")
 PREFIX_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 _IN = {"u8": "KBNN_IN_U8", "sign": "KBNN_IN_SIGN", "planes": "KBNN_IN_PLANES", "i8": "KBNN_IN_I8"}
 _W = {"binary": "KBNN_W_BINARY", "ternary": "KBNN_W_TERNARY", "int8": "KBNN_W_INT8"}
-_OUT = {"sign": "KBNN_OUT_SIGN", "planes": "KBNN_OUT_PLANES", "i8": "KBNN_OUT_I8",
-        "scores": "KBNN_OUT_SCORES"}
+_OUT = {
+    "sign": "KBNN_OUT_SIGN",
+    "planes": "KBNN_OUT_PLANES",
+    "i8": "KBNN_OUT_I8",
+    "scores": "KBNN_OUT_SCORES",
+}
 INT32_MAX = 2**31 - 1
 
 
@@ -40,8 +44,10 @@ class CSources:
 def check_prefix(prefix: str) -> str:
     """A C identifier prefix: a letter, then letters, digits or '_' (≤ 31 characters)."""
     if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
-        raise ExportError(f"bad prefix {prefix!r}: use a C identifier start (a letter, then "
-                          "letters, digits or '_', at most 31 characters)")
+        raise ExportError(
+            f"bad prefix {prefix!r}: use a C identifier start (a letter, then "
+            "letters, digits or '_', at most 31 characters)"
+        )
     return prefix
 
 
@@ -95,8 +101,12 @@ def _int32(values: np.ndarray, name: str) -> np.ndarray:
     return values.astype(np.int32)
 
 
-_C_TYPES = {np.dtype(np.uint32): "uint32_t", np.dtype(np.int32): "int32_t",
-            np.dtype(np.int8): "int8_t", np.dtype(np.uint8): "uint8_t"}
+_C_TYPES = {
+    np.dtype(np.uint32): "uint32_t",
+    np.dtype(np.int32): "int32_t",
+    np.dtype(np.int8): "int8_t",
+    np.dtype(np.uint8): "uint8_t",
+}
 
 
 def _c_array(name: str, values: np.ndarray) -> str:
@@ -106,7 +116,7 @@ def _c_array(name: str, values: np.ndarray) -> str:
     else:
         items = [str(int(v)) for v in values]
     per_line = 8 if values.dtype == np.uint32 else 16
-    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
     body = ",\n    ".join(lines) if lines else "0"
     return f"static const {ctype} {name}[{max(len(values), 1)}] = {{\n    {body}\n}};\n"
 
@@ -125,8 +135,13 @@ def uses_input_planes(layer: IntegerLayer) -> bool:
     """Whether the C runs `layer` by bit planes of the raw image (`kbnn_u8_planes`): one input
     channel, at most 32 taps and 4 pooling positions; must follow `planes_ok` in runtime.c.in."""
     kh, kw = layer.kernel.shape[:2]
-    return (window_words(layer) > 0 and layer.in_format == "u8" and layer.in_shape[2] == 1
-            and kh * kw <= 32 and layer.pool[0] * layer.pool[1] <= 4)
+    return (
+        window_words(layer) > 0
+        and layer.in_format == "u8"
+        and layer.in_shape[2] == 1
+        and kh * kw <= 32
+        and layer.pool[0] * layer.pool[1] <= 4
+    )
 
 
 def window_words(layer: IntegerLayer) -> int:
@@ -139,8 +154,9 @@ def window_words(layer: IntegerLayer) -> int:
     wh, ww = kh + layer.pool[0] - 1, kw + layer.pool[1] - 1
     if layer.in_format == "u8" and layer.input_lut is None:
         return wh * ww * c
-    if layer.in_format == "sign" and (layer.pad_value != 0 or (
-            layer.pad == (0, 0) and kh <= h and kw <= w)):
+    if layer.in_format == "sign" and (
+        layer.pad_value != 0 or (layer.pad == (0, 0) and kh <= h and kw <= w)
+    ):
         direct = layer.out_shape[:2] == (1, 1) and layer.pad == (0, 0) and (wh, ww) == (h, w)
         return 0 if direct else wh * ww * _words(c)
     return 0
@@ -152,17 +168,40 @@ def _descriptor(index: int, layer: IntegerLayer, arrays: dict[str, np.ndarray]) 
     out_h, out_w, _ = layer.out_shape
     tail = c % 32
     fields = {
-        "in_format": _IN[layer.in_format], "weight_format": _W[layer.weight_format],
-        "out_format": _OUT[layer.out_format], "in_planes": layer.in_planes,
-        "out_planes": layer.out_planes, "pad_value": layer.pad_value, "in_h": h, "in_w": w,
-        "in_c": c, "words": _words(c), "kh": kh, "kw": kw, "pad_top": layer.pad[0],
-        "pad_left": layer.pad[1], "pool_h": layer.pool[0], "pool_w": layer.pool[1],
-        "out_h": out_h, "out_w": out_w, "out_c": cout, "out_words": _words(cout),
-        "patch_words": _words(kh * kw * c), "shift": layer.shift,
+        "in_format": _IN[layer.in_format],
+        "weight_format": _W[layer.weight_format],
+        "out_format": _OUT[layer.out_format],
+        "in_planes": layer.in_planes,
+        "out_planes": layer.out_planes,
+        "pad_value": layer.pad_value,
+        "in_h": h,
+        "in_w": w,
+        "in_c": c,
+        "words": _words(c),
+        "kh": kh,
+        "kw": kw,
+        "pad_top": layer.pad[0],
+        "pad_left": layer.pad[1],
+        "pool_h": layer.pool[0],
+        "pool_w": layer.pool[1],
+        "out_h": out_h,
+        "out_w": out_w,
+        "out_c": cout,
+        "out_words": _words(cout),
+        "patch_words": _words(kh * kw * c),
+        "shift": layer.shift,
         "last_mask": f"0x{(1 << tail) - 1 if tail else 0xFFFFFFFF:08X}u",
     }
-    for key in ("sign_bits", "nonzero_bits", "int8_weights", "thresholds", "pool_min", "mult",
-                "bias", "input_lut"):
+    for key in (
+        "sign_bits",
+        "nonzero_bits",
+        "int8_weights",
+        "thresholds",
+        "pool_min",
+        "mult",
+        "bias",
+        "input_lut",
+    ):
         fields[key] = f"kbnn_l{index}_{key}" if key in arrays else "0"
     body = ",\n    ".join(f".{key} = {value}" for key, value in fields.items())
     return f"    {{ /* {layer.name} */\n    {body}\n    }}"
@@ -212,7 +251,7 @@ int kbnn_infer(const uint8_t input[KBNN_INPUT_SIZE], int32_t scores[KBNN_NUM_CLA
 
 def _popcount_table() -> str:
     values = [str(bin(i).count("1")) for i in range(256)]
-    return ",\n".join("    " + ", ".join(values[i:i + 16]) for i in range(0, 256, 16))
+    return ",\n".join("    " + ", ".join(values[i : i + 16]) for i in range(0, 256, 16))
 
 
 def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
@@ -225,15 +264,22 @@ def generate(network: IntegerNetwork, *, prefix: str = "kbnn") -> CSources:
         region[i % 2] = max(region[i % 2], _out_words(layer))
     offsets = [0, region[0]]
     arena_words = max(region[0] + region[1], 1)
-    data = "".join(_c_array(f"kbnn_l{i}_{name}", values)
-                   for i, arrays in enumerate(all_arrays) for name, values in arrays.items())
-    table = ",\n".join(_descriptor(i, layer, all_arrays[i])
-                       for i, layer in enumerate(network.layers))
+    data = "".join(
+        _c_array(f"kbnn_l{i}_{name}", values)
+        for i, arrays in enumerate(all_arrays)
+        for name, values in arrays.items()
+    )
+    table = ",\n".join(
+        _descriptor(i, layer, all_arrays[i]) for i, layer in enumerate(network.layers)
+    )
     window = max([window_words(layer) for layer in network.layers] + [1])
     plane_sets = 4 if any(uses_input_planes(layer) for layer in network.layers) else 0
-    runtime = (RUNTIME.read_text().replace("@POPCOUNT_TABLE@", _popcount_table())
-               .replace("@WINDOW_WORDS@", str(window))
-               .replace("@PLANE_SETS@", str(plane_sets)))
+    runtime = (
+        RUNTIME.read_text()
+        .replace("@POPCOUNT_TABLE@", _popcount_table())
+        .replace("@WINDOW_WORDS@", str(window))
+        .replace("@PLANE_SETS@", str(plane_sets))
+    )
     source = (
         f'#include "kbnn_model.h"\n\n{runtime}\n'
         f"/* weights and folded parameters (const: flash) */\n{data}\n"

@@ -67,8 +67,11 @@ class IntegerLayer:
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
-        return (self.conv_shape[0] // self.pool[0], self.conv_shape[1] // self.pool[1],
-                self.kernel.shape[3])
+        return (
+            self.conv_shape[0] // self.pool[0],
+            self.conv_shape[1] // self.pool[1],
+            self.kernel.shape[3],
+        )
 
 
 @dataclasses.dataclass
@@ -102,9 +105,11 @@ def _input_kind(layer) -> tuple[str, int]:
     out = np.asarray(quantizer(tf.constant(_SIGN_PROBE)))
     if np.array_equal(out, np.where(_SIGN_PROBE >= 0, 1.0, -1.0)):
         return "sign", 1
-    raise ExportError(f"layer {layer.name!r}: input quantizer "
-                      f"{type(quantizer).__name__} is not supported by export-c (supported: "
-                      "ste_sign-like signs with sign(0) = +1, DoReFa k-bit activations)")
+    raise ExportError(
+        f"layer {layer.name!r}: input quantizer "
+        f"{type(quantizer).__name__} is not supported by export-c (supported: "
+        "ste_sign-like signs with sign(0) = +1, DoReFa k-bit activations)"
+    )
 
 
 def _integer_kernel(layer) -> tuple[np.ndarray, np.ndarray, str]:
@@ -117,12 +122,17 @@ def _integer_kernel(layer) -> tuple[np.ndarray, np.ndarray, str]:
     scale[scale == 0] = 1.0
     ratio = flat / scale
     if quantizer is None:
-        return (np.round(ratio * INT8_LIMIT).astype(np.int64).reshape(values.shape),
-                scale / INT8_LIMIT, "int8")
+        return (
+            np.round(ratio * INT8_LIMIT).astype(np.int64).reshape(values.shape),
+            scale / INT8_LIMIT,
+            "int8",
+        )
     rounded = np.round(ratio)
     if not np.allclose(ratio, rounded, atol=1e-6) or np.abs(rounded).max() > 1:
-        raise ExportError(f"layer {layer.name!r}: kernel quantizer {type(quantizer).__name__} "
-                          "does not give ±α or {−α, 0, α} per output channel")
+        raise ExportError(
+            f"layer {layer.name!r}: kernel quantizer {type(quantizer).__name__} "
+            "does not give ±α or {−α, 0, α} per output channel"
+        )
     fmt = "ternary" if (rounded == 0).any() else "binary"
     return rounded.astype(np.int64).reshape(values.shape), scale, fmt
 
@@ -131,8 +141,12 @@ def _integer_kernel(layer) -> tuple[np.ndarray, np.ndarray, str]:
 # Walking the Keras graph
 # ---------------------------------------------------------------------------------------------
 
-_FOLLOWERS = (tf.keras.layers.BatchNormalization, tf.keras.layers.MaxPooling2D,
-              tf.keras.layers.Flatten, tf.keras.layers.Activation)
+_FOLLOWERS = (
+    tf.keras.layers.BatchNormalization,
+    tf.keras.layers.MaxPooling2D,
+    tf.keras.layers.Flatten,
+    tf.keras.layers.Activation,
+)
 
 
 def _is_quantized(layer) -> bool:
@@ -147,8 +161,10 @@ def _chain(model) -> list:
     for prev, layer in zip(chain, chain[1:], strict=False):
         inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else None
         if inbound is not prev and inbound != [prev]:
-            raise ExportError(f"layer {layer.name!r} does not follow {prev.name!r} directly; "
-                              "export-c supports single-chain models only")
+            raise ExportError(
+                f"layer {layer.name!r} does not follow {prev.name!r} directly; "
+                "export-c supports single-chain models only"
+            )
     return chain
 
 
@@ -162,20 +178,29 @@ def _activation_name(layer) -> str | None:
 def _check_follower(layer) -> None:
     name = type(layer).__name__
     if isinstance(layer, tf.keras.layers.MaxPooling2D):
-        if (layer.padding != "valid" or tuple(layer.strides) != tuple(layer.pool_size)
-                or layer.data_format != "channels_last"):
-            raise ExportError(f"layer {layer.name!r}: MaxPooling2D must have strides = "
-                              "pool_size and padding='valid' for export-c")
+        if (
+            layer.padding != "valid"
+            or tuple(layer.strides) != tuple(layer.pool_size)
+            or layer.data_format != "channels_last"
+        ):
+            raise ExportError(
+                f"layer {layer.name!r}: MaxPooling2D must have strides = "
+                "pool_size and padding='valid' for export-c"
+            )
         return
     if isinstance(layer, tf.keras.layers.Activation):
         if _activation_name(layer) not in ("softmax", "hard_tanh", "linear"):
-            raise ExportError(f"layer {layer.name!r}: activation "
-                              f"{_activation_name(layer)!r} is not supported by export-c")
+            raise ExportError(
+                f"layer {layer.name!r}: activation "
+                f"{_activation_name(layer)!r} is not supported by export-c"
+            )
         return
     if not isinstance(layer, _FOLLOWERS):
-        raise ExportError(f"layer {layer.name!r} ({name}) is not supported by export-c "
-                          "(supported: quantized Conv2D/Dense, BatchNormalization, "
-                          "MaxPooling2D, Flatten, hard tanh, softmax)")
+        raise ExportError(
+            f"layer {layer.name!r} ({name}) is not supported by export-c "
+            "(supported: quantized Conv2D/Dense, BatchNormalization, "
+            "MaxPooling2D, Flatten, hard tanh, softmax)"
+        )
 
 
 def _groups(model) -> list[tuple[object, list]]:
@@ -187,9 +212,11 @@ def _groups(model) -> list[tuple[object, list]]:
             continue
         _check_follower(layer)
         if not groups:
-            raise ExportError(f"layer {layer.name!r} ({type(layer).__name__}) comes before the "
-                              "first quantized layer; export-c needs the image to enter a "
-                              "convolution or dense layer first")
+            raise ExportError(
+                f"layer {layer.name!r} ({type(layer).__name__}) comes before the "
+                "first quantized layer; export-c needs the image to enter a "
+                "convolution or dense layer first"
+            )
         groups[-1][1].append(layer)
     if not groups:
         raise ExportError("the model has no convolution or dense layer to export")
@@ -208,8 +235,10 @@ def _bn_affine(layer) -> tuple[np.ndarray, np.ndarray]:
         g, h = layer.inference_affine()
         return np.asarray(g, np.float64), np.asarray(h, np.float64)
     if type(layer) is not tf.keras.layers.BatchNormalization:
-        raise ExportError(f"layer {layer.name!r} ({type(layer).__name__}) is not supported by "
-                          "export-c (no inference affine)")
+        raise ExportError(
+            f"layer {layer.name!r} ({type(layer).__name__}) is not supported by "
+            "export-c (no inference affine)"
+        )
     mean = np.asarray(layer.moving_mean, np.float64)
     var = np.asarray(layer.moving_variance, np.float64)
     gamma = np.asarray(layer.gamma, np.float64) if layer.scale else np.ones_like(mean)
@@ -241,8 +270,10 @@ def _pad_value(layer, in_kind: str) -> int:
         return 0
     if in_kind == "sign" and value in (1.0, -1.0):
         return int(value)
-    raise ExportError(f"layer {layer.name!r}: SAME padding with pad_values={value} is only "
-                      "supported for ±1 inputs")
+    raise ExportError(
+        f"layer {layer.name!r}: SAME padding with pad_values={value} is only "
+        "supported for ±1 inputs"
+    )
 
 
 def _ceil_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -277,8 +308,11 @@ def _int8_out(a: np.ndarray, b: np.ndarray, bound: np.ndarray):
     s = int(math.floor(math.log2(SCORE_LIMIT / worst))) - 1
     s = max(1, min(s, 22))
     scale = INT8_LIMIT * 2.0**s
-    return (np.round(a * scale).astype(np.int64),
-            (np.round(b * scale) + 2 ** (s - 1)).astype(np.int64), s)
+    return (
+        np.round(a * scale).astype(np.int64),
+        (np.round(b * scale) + 2 ** (s - 1)).astype(np.int64),
+        s,
+    )
 
 
 @dataclasses.dataclass
@@ -297,7 +331,8 @@ def _fold(followers, a: np.ndarray, b: np.ndarray) -> _Folded:
     folded = _Folded(a, b)
     for layer in followers:
         if isinstance(layer, tf.keras.layers.BatchNormalization) or hasattr(
-                layer, "inference_affine"):
+            layer, "inference_affine"
+        ):
             g, h = _bn_affine(layer)
             folded.a, folded.b = g * folded.a, g * folded.b + h
         elif isinstance(layer, tf.keras.layers.MaxPooling2D):
@@ -324,15 +359,18 @@ def _input_format(index: int, layer, kind: str, bits: int, previous: _Folded | N
             n = 2**bits - 1
             lut = (2 * n * np.arange(256) + 255) // 510  # round(n·u/255), never a tie
             return "u8", 1, lut.astype(np.int64), n, 1.0 / n
-        raise ExportError(f"layer {layer.name!r}: a sign quantizer on the raw image is not "
-                          "supported by export-c")
+        raise ExportError(
+            f"layer {layer.name!r}: a sign quantizer on the raw image is not supported by export-c"
+        )
     if kind == "sign":
         return "sign", 1, None, 1, 1.0
     if kind == "levels":
         return "planes", bits, None, 2**bits - 1, 1.0 / (2**bits - 1)
     if previous is None or not previous.hard_tanh:
-        raise ExportError(f"layer {layer.name!r} takes float activations that are not bounded "
-                          "by a hard tanh; export-c cannot represent them in integers")
+        raise ExportError(
+            f"layer {layer.name!r} takes float activations that are not bounded "
+            "by a hard tanh; export-c cannot represent them in integers"
+        )
     return "i8", 1, None, INT8_LIMIT, 1.0 / INT8_LIMIT
 
 
@@ -370,8 +408,10 @@ def lower(model) -> IntegerNetwork:
         kernel_shape, pad, conv_shape = _spatial(layer, shape)
         kernel, w_scale, w_fmt = _integer_kernel(layer)
         if kernel.size != np.prod(kernel_shape):
-            raise ExportError(f"layer {layer.name!r}: a dense layer on an unflattened "
-                              f"{shape} map is not supported (add a Flatten before it)")
+            raise ExportError(
+                f"layer {layer.name!r}: a dense layer on an unflattened "
+                f"{shape} map is not supported (add a Flatten before it)"
+            )
         kernel = kernel.reshape(kernel_shape)
         if w_fmt == "int8" and fmt not in ("u8", "i8"):
             raise ExportError(f"layer {layer.name!r}: float kernels need byte activations")
@@ -383,16 +423,34 @@ def lower(model) -> IntegerNetwork:
         out_fmt, out_planes, thresholds, mult, bias_i, shift, flip = out
         pool_min = (folded.a_at_pool * flip) < 0
         item = IntegerLayer(
-            name=layer.name, in_format=fmt, in_shape=shape, in_planes=planes, input_lut=lut,
-            kernel=(kernel * flip.astype(np.int64)).astype(np.int64), weight_format=w_fmt,
-            pad=pad, pad_value=_pad_value(layer, kinds[index][0]), conv_shape=conv_shape,
-            pool=folded.pool, pool_min=pool_min, out_format=out_fmt, out_planes=out_planes,
-            thresholds=thresholds, mult=mult, bias=bias_i, shift=shift,
-            real_scale=folded.a * flip, real_offset=folded.b)
+            name=layer.name,
+            in_format=fmt,
+            in_shape=shape,
+            in_planes=planes,
+            input_lut=lut,
+            kernel=(kernel * flip.astype(np.int64)).astype(np.int64),
+            weight_format=w_fmt,
+            pad=pad,
+            pad_value=_pad_value(layer, kinds[index][0]),
+            conv_shape=conv_shape,
+            pool=folded.pool,
+            pool_min=pool_min,
+            out_format=out_fmt,
+            out_planes=out_planes,
+            thresholds=thresholds,
+            mult=mult,
+            bias=bias_i,
+            shift=shift,
+            real_scale=folded.a * flip,
+            real_offset=folded.b,
+        )
         if last and item.out_shape[:2] != (1, 1):
-            raise ExportError(f"the last layer {layer.name!r} gives a {item.out_shape} map; "
-                              "export-c needs class scores (a dense layer or a 1x1 output)")
+            raise ExportError(
+                f"the last layer {layer.name!r} gives a {item.out_shape} map; "
+                "export-c needs class scores (a dense layer or a 1x1 output)"
+            )
         layers_out.append(item)
         shape, previous = item.out_shape, folded
-    return IntegerNetwork(input_shape=tuple(int(d) for d in model.inputs[0].shape[1:]),
-                          layers=layers_out)
+    return IntegerNetwork(
+        input_shape=tuple(int(d) for d in model.inputs[0].shape[1:]), layers=layers_out
+    )

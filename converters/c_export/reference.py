@@ -29,8 +29,11 @@ def _conv(layer: IntegerLayer, values: np.ndarray) -> np.ndarray:
     ho, wo = layer.conv_shape
     n, h, w, _ = values.shape
     bottom, right = ho + kh - 1 - h - top, wo + kw - 1 - w - left
-    padded = np.pad(values, ((0, 0), (top, max(bottom, 0)), (left, max(right, 0)), (0, 0)),
-                    constant_values=layer.pad_value)[:, : ho + kh - 1, : wo + kw - 1]
+    padded = np.pad(
+        values,
+        ((0, 0), (top, max(bottom, 0)), (left, max(right, 0)), (0, 0)),
+        constant_values=layer.pad_value,
+    )[:, : ho + kh - 1, : wo + kw - 1]
     windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(1, 2))
     # windows: (n, ho, wo, cin, kh, kw) → patches in (kh, kw, cin) order
     patches = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * cin)
@@ -78,8 +81,11 @@ def scores(network: IntegerNetwork, images: np.ndarray) -> np.ndarray:
         images = images[..., None]
     out = []
     for start in range(0, len(images), _CHUNK):
-        out.append(layer_outputs(network, images[start:start + _CHUNK])[-1].reshape(
-            -1, network.num_classes))
+        out.append(
+            layer_outputs(network, images[start : start + _CHUNK])[-1].reshape(
+                -1, network.num_classes
+            )
+        )
     return np.concatenate(out) if out else np.zeros((0, network.num_classes), np.int64)
 
 

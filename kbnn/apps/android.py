@@ -40,8 +40,10 @@ MODEL_JSON = "model.json"
 LABELS_FILE = "labels.txt"
 MNIST_DATASET = "MNIST test split (first images, kbnn.data.mnist_sample)"
 ENGINE = "LCE {version} interpreter (x86-64, 1 thread)"
-TWIN_NOTE = ("float twin: the same graph with the quantizers removed and the latent float weights "
-             "kept (kbnn.converters.float_twin), a size and latency baseline, not a trained float model")
+TWIN_NOTE = (
+    "float twin: the same graph with the quantizers removed and the latent float weights "
+    "kept (kbnn.converters.float_twin), a size and latency baseline, not a trained float model"
+)
 
 
 @dataclass
@@ -56,9 +58,15 @@ class AndroidExport:
         lines = [f"exported {self.spec['name']!r} to {self.out_dir}"]
         for entry in self.spec["models"]:
             accuracy = entry.get("accuracy")
-            acc = f", top-1 {100 * accuracy['top1']:.2f}% on {accuracy['samples']}" if accuracy else ""
+            acc = (
+                f", top-1 {100 * accuracy['top1']:.2f}% on {accuracy['samples']}"
+                if accuracy
+                else ""
+            )
             ops = ", ".join(f"{k}×{v}" for k, v in entry["ops"].items())
-            lines.append(f"  {entry['role']:6s} {entry['file']}: {entry['bytes']:,} bytes{acc}; ops: {ops}")
+            lines.append(
+                f"  {entry['role']:6s} {entry['file']}: {entry['bytes']:,} bytes{acc}; ops: {ops}"
+            )
         lines.append(f"  {LABELS_FILE}, {MODEL_JSON}")
         return "\n".join(lines)
 
@@ -97,7 +105,9 @@ def _is_softmax(outputs: np.ndarray) -> bool:
     return bool(np.all(outputs >= 0) and np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
 
 
-def evaluate_flatbuffer(flatbuffer: bytes, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def evaluate_flatbuffer(
+    flatbuffer: bytes, x: np.ndarray, y: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Top-1 accuracy of a flatbuffer in LCE's interpreter, and its outputs."""
     outputs = np.asarray(_interpreter(flatbuffer).predict(x.astype(np.float32)))
     return float(np.mean(np.argmax(outputs, axis=-1) == y)), outputs
@@ -118,8 +128,11 @@ def _card_value(card, *keys):
 
 def resolve_model(model_ref: str):
     """A zoo name (pretrained weights) or a .keras/.h5 path → (Keras model, name, description)."""
-    is_path = (model_ref.endswith((".keras", ".h5", ".hdf5")) or os.sep in model_ref
-               or os.path.exists(model_ref))
+    is_path = (
+        model_ref.endswith((".keras", ".h5", ".hdf5"))
+        or os.sep in model_ref
+        or os.path.exists(model_ref)
+    )
     if is_path:
         from kbnn._loading import load_model
 
@@ -157,8 +170,11 @@ def _check_io(model) -> tuple[int, int, int]:
 
 def _labels(labels, num_classes: int) -> list[str]:
     if labels is None:
-        return [str(i) for i in range(num_classes)] if num_classes <= 10 else [
-            f"class_{i}" for i in range(num_classes)]
+        return (
+            [str(i) for i in range(num_classes)]
+            if num_classes <= 10
+            else [f"class_{i}" for i in range(num_classes)]
+        )
     labels = [str(label) for label in labels]
     if len(labels) != num_classes:
         raise UsageError(f"labels: {len(labels)} given, the model has {num_classes} outputs")
@@ -167,8 +183,9 @@ def _labels(labels, num_classes: int) -> list[str]:
     return labels
 
 
-def _evaluation_data(height: int, width: int, num_classes: int, samples: int,
-                     config: PreprocessingConfig):
+def _evaluation_data(
+    height: int, width: int, num_classes: int, samples: int, config: PreprocessingConfig
+):
     """The shipped real-MNIST sample, normalised as model.json says, when the model fits it."""
     if samples <= 0 or (height, width, num_classes) != (28, 28, 10):
         return None
@@ -197,11 +214,16 @@ def _check_name(name) -> str:
 def _preprocessing(config, height, width, mean, std) -> PreprocessingConfig:
     if config is None:  # the MNIST proportion: a 20 px digit box in a 28 px field (UsageError
         # from its checks, like every argument check)
-        config = PreprocessingConfig(field=(height, width), mean=mean, std=std,
-                                     digit_box=max(1, round(min(height, width) * 20 / 28)))
+        config = PreprocessingConfig(
+            field=(height, width),
+            mean=mean,
+            std=std,
+            digit_box=max(1, round(min(height, width) * 20 / 28)),
+        )
     if config.field != (height, width):
-        raise UsageError(f"preprocessing field {config.field} differs from the model input "
-                         f"{(height, width)}")
+        raise UsageError(
+            f"preprocessing field {config.field} differs from the model input {(height, width)}"
+        )
     return config
 
 
@@ -244,8 +266,11 @@ def _spec(name, description, shape, config, activation, labels, entries) -> dict
             "shape": [1, height, width, 1],
             "dtype": "float32",
             "normalization": {"scale": config.scale, "mean": config.mean, "std": config.std},
-            "preprocessing": {"method": METHOD, "digit_box": config.digit_box,
-                              "ink_threshold": config.ink_threshold},
+            "preprocessing": {
+                "method": METHOD,
+                "digit_box": config.digit_box,
+                "ink_threshold": config.ink_threshold,
+            },
         },
         "output": {"shape": [1, num_classes], "dtype": "float32", "activation": activation},
         "labels": labels,
@@ -254,9 +279,17 @@ def _spec(name, description, shape, config, activation, labels, entries) -> dict
     }
 
 
-def build_android_assets(model, *, name: str | None = None, description: str | None = None,
-                         labels=None, samples: int = 1000, mean: float = 0.0, std: float = 1.0,
-                         config: PreprocessingConfig | None = None) -> AndroidAssets:
+def build_android_assets(
+    model,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    labels=None,
+    samples: int = 1000,
+    mean: float = 0.0,
+    std: float = 1.0,
+    config: PreprocessingConfig | None = None,
+) -> AndroidAssets:
     """Convert `model` (Keras model, zoo name or .keras/.h5 path) and build the app's assets.
 
     `samples` real MNIST test images (shipped with kbnn) measure each flatbuffer's top-1
@@ -276,19 +309,36 @@ def build_android_assets(model, *, name: str | None = None, description: str | N
     config = _preprocessing(config, height, width, mean, std)
     labels = _labels(labels, num_classes)
 
-    flatbuffers = {"binary": bytes(converters.convert(model).flatbuffer),
-                   "float": bytes(converters.float_twin_flatbuffer(model))}
+    flatbuffers = {
+        "binary": bytes(converters.convert(model).flatbuffer),
+        "float": bytes(converters.float_twin_flatbuffer(model)),
+    }
     files = {"binary": f"{name}.tflite", "float": f"{name}_float.tflite"}
     data = _evaluation_data(height, width, num_classes, samples, config)
-    probe = data[0][:8] if data is not None else np.random.default_rng(0).uniform(
-        0, 1, (4, height, width, 1)).astype(np.float32)
-    activation = "softmax" if _is_softmax(np.asarray(_interpreter(
-        flatbuffers["binary"]).predict(probe))) else "logits"
+    probe = (
+        data[0][:8]
+        if data is not None
+        else np.random.default_rng(0).uniform(0, 1, (4, height, width, 1)).astype(np.float32)
+    )
+    activation = (
+        "softmax"
+        if _is_softmax(np.asarray(_interpreter(flatbuffers["binary"]).predict(probe)))
+        else "logits"
+    )
     bits = weight_bits(model)
-    entries = [_model_entry(role, flatbuffers[role], files[role], bits, data)
-               for role in ("binary", "float")]
-    spec = _spec(name, description or default_description, (height, width, num_classes),
-                 config, activation, labels, entries)
+    entries = [
+        _model_entry(role, flatbuffers[role], files[role], bits, data)
+        for role in ("binary", "float")
+    ]
+    spec = _spec(
+        name,
+        description or default_description,
+        (height, width, num_classes),
+        config,
+        activation,
+        labels,
+        entries,
+    )
     return AndroidAssets(flatbuffers=flatbuffers, files=files, labels=labels, spec=spec)
 
 
@@ -301,24 +351,42 @@ def write_android_assets(assets: AndroidAssets, out_dir: str = DEFAULT_OUT) -> A
     paths["labels"] = os.path.join(out_dir, LABELS_FILE)
     paths["model.json"] = os.path.join(out_dir, MODEL_JSON)
     text = json.dumps(assets.spec, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-    commit_files({
-        paths["binary"]: assets.flatbuffers["binary"],
-        paths["float"]: assets.flatbuffers["float"],
-        paths["labels"]: "\n".join(assets.labels) + "\n",
-        paths["model.json"]: text,
-    })
+    commit_files(
+        {
+            paths["binary"]: assets.flatbuffers["binary"],
+            paths["float"]: assets.flatbuffers["float"],
+            paths["labels"]: "\n".join(assets.labels) + "\n",
+            paths["model.json"]: text,
+        }
+    )
     for old in stale:  # files of an earlier export of another model into the same folder
         os.remove(os.path.join(out_dir, old))
     return AndroidExport(out_dir=out_dir, paths=paths, spec=assets.spec)
 
 
-def export_android(model, out_dir: str = DEFAULT_OUT, *, name: str | None = None,
-                   description: str | None = None, labels=None, samples: int = 1000,
-                   mean: float = 0.0, std: float = 1.0,
-                   config: PreprocessingConfig | None = None) -> AndroidExport:
+def export_android(
+    model,
+    out_dir: str = DEFAULT_OUT,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    labels=None,
+    samples: int = 1000,
+    mean: float = 0.0,
+    std: float = 1.0,
+    config: PreprocessingConfig | None = None,
+) -> AndroidExport:
     """`build_android_assets(model, ...)` written into `out_dir` (`write_android_assets`)."""
-    assets = build_android_assets(model, name=name, description=description, labels=labels,
-                                  samples=samples, mean=mean, std=std, config=config)
+    assets = build_android_assets(
+        model,
+        name=name,
+        description=description,
+        labels=labels,
+        samples=samples,
+        mean=mean,
+        std=std,
+        config=config,
+    )
     return write_android_assets(assets, out_dir)
 
 
@@ -330,8 +398,14 @@ def _previous_files(out_dir: str) -> set[str]:
         names = {entry["file"] for entry in previous.get("models", [])}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return set()
-    return {n for n in names if isinstance(n, str) and n.endswith(".tflite") and os.sep not in n
-            and os.path.isfile(os.path.join(out_dir, n))}
+    return {
+        n
+        for n in names
+        if isinstance(n, str)
+        and n.endswith(".tflite")
+        and os.sep not in n
+        and os.path.isfile(os.path.join(out_dir, n))
+    }
 
 
 # --- the small example export committed for the JVM tests ---------------------------------------
@@ -349,8 +423,12 @@ def example_model(seed: int = 0):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
-    binary = dict(use_bias=False, input_quantizer="ste_sign", kernel_quantizer="ste_sign",
-                  kernel_constraint="weight_clip")
+    binary = dict(
+        use_bias=False,
+        input_quantizer="ste_sign",
+        kernel_quantizer="ste_sign",
+        kernel_constraint="weight_clip",
+    )
     inputs = tf.keras.Input((28, 28, 1))
     x = tf.keras.layers.Conv2D(32, 3, strides=2, use_bias=False)(inputs)
     x = tf.keras.layers.BatchNormalization(momentum=0.9)(x)
@@ -375,9 +453,15 @@ def write_example(directory: str, *, epochs: int = 10) -> AndroidExport:
     model = example_model()
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
     model.fit(normalize_field(images[500:]), labels[500:], epochs=epochs, batch_size=50, verbose=0)
-    return export_android(model, directory, samples=500, description=(
-        f"tiny BNN trained for {epochs} epochs on 500 images of kbnn's MNIST sample "
-        "(example assets for the app's validator tests)"))
+    return export_android(
+        model,
+        directory,
+        samples=500,
+        description=(
+            f"tiny BNN trained for {epochs} epochs on 500 images of kbnn's MNIST sample "
+            "(example assets for the app's validator tests)"
+        ),
+    )
 
 
 def normalize_field(images) -> np.ndarray:
@@ -409,12 +493,14 @@ def decoding_golden() -> dict:
         probs = softmax(logits32.astype(np.float64))
         # stable argsort: ties keep class order, as OutputDecoder.topK does
         top3 = np.argsort(-probs, kind="stable")[:3]
-        softmax_cases.append({
-            "name": case_name,
-            "logits": [float(v) for v in logits32],
-            "probabilities": [float(p) for p in probs],
-            "top3": [int(i) for i in top3],
-        })
+        softmax_cases.append(
+            {
+                "name": case_name,
+                "logits": [float(v) for v in logits32],
+                "probabilities": [float(p) for p in probs],
+                "top3": [int(i) for i in top3],
+            }
+        )
     latency_samples = {
         "odd_count": rng.lognormal(0.5, 0.3, 101),
         "even_count": rng.lognormal(1.0, 0.5, 50),
@@ -425,18 +511,20 @@ def decoding_golden() -> dict:
     latency_cases = []
     for case_name, samples in latency_samples.items():
         samples = np.round(samples, 6)
-        latency_cases.append({
-            "name": case_name,
-            "samples_ms": [float(s) for s in samples],
-            "median": float(np.median(samples)),
-            "p90": float(np.percentile(samples, 90)),
-            "mean": float(np.mean(samples)),
-            "min": float(np.min(samples)),
-            "max": float(np.max(samples)),
-        })
+        latency_cases.append(
+            {
+                "name": case_name,
+                "samples_ms": [float(s) for s in samples],
+                "median": float(np.median(samples)),
+                "p90": float(np.percentile(samples, 90)),
+                "mean": float(np.mean(samples)),
+                "min": float(np.min(samples)),
+                "max": float(np.max(samples)),
+            }
+        )
     return {
         "comment": "written by `python -m kbnn.apps.android --write-golden DIR`; references: "
-                   "scipy.special.softmax (float64), np.percentile (linear)",
+        "scipy.special.softmax (float64), np.percentile (linear)",
         "softmax": softmax_cases,
         "latency": latency_cases,
     }
@@ -457,10 +545,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m kbnn.apps.android",
         description="Write the golden vectors and example assets the Android demo's JVM tests use.",
     )
-    parser.add_argument("--write-golden", metavar="DIR",
-                        help="e.g. android_demo/core/src/test/resources/golden")
-    parser.add_argument("--write-example", metavar="DIR",
-                        help="e.g. android_demo/core/src/test/resources/assets_example")
+    parser.add_argument(
+        "--write-golden", metavar="DIR", help="e.g. android_demo/core/src/test/resources/golden"
+    )
+    parser.add_argument(
+        "--write-example",
+        metavar="DIR",
+        help="e.g. android_demo/core/src/test/resources/assets_example",
+    )
     args = parser.parse_args(argv)
     if not (args.write_golden or args.write_example):
         parser.error("give --write-golden DIR and/or --write-example DIR")
@@ -476,5 +568,13 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["AndroidExport", "count_ops", "decoding_golden", "evaluate_flatbuffer", "export_android",
-           "resolve_model", "weight_bits", "write_golden"]
+__all__ = [
+    "AndroidExport",
+    "count_ops",
+    "decoding_golden",
+    "evaluate_flatbuffer",
+    "export_android",
+    "resolve_model",
+    "weight_bits",
+    "write_golden",
+]

@@ -87,7 +87,9 @@ class PreprocessingConfig:
         _, height, width, _ = inputs["shape"]
         norm, prep = inputs["normalization"], inputs["preprocessing"]
         if prep.get("method") != METHOD:
-            raise ValueError(f"unknown preprocessing method {prep.get('method')!r}; expected {METHOD!r}")
+            raise ValueError(
+                f"unknown preprocessing method {prep.get('method')!r}; expected {METHOD!r}"
+            )
         return cls(
             field=(int(height), int(width)),
             digit_box=int(prep["digit_box"]),
@@ -174,8 +176,9 @@ def _offset(mass: int, moment: int, field: int, size: int) -> int:
     return min(max((field * mass - moment + 2 * mass) // (2 * mass), 0), field - size)
 
 
-def centre_digit(image, config: PreprocessingConfig = PreprocessingConfig(), *,
-                 invert: bool = False) -> np.ndarray:
+def centre_digit(
+    image, config: PreprocessingConfig = PreprocessingConfig(), *, invert: bool = False
+) -> np.ndarray:
     """Steps 1–4: a drawing → uint8 (Fh, Fw) field, MNIST-style (box-fit, centre of mass)."""
     values = ink(image, invert=invert, ink_threshold=config.ink_threshold)
     height, width = config.field
@@ -184,7 +187,7 @@ def centre_digit(image, config: PreprocessingConfig = PreprocessingConfig(), *,
     if rows.size == 0:
         return field
     cols = np.flatnonzero(values.any(axis=0))
-    crop = values[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    crop = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     box = resample_to_box(crop, config.digit_box)
     oh, ow = box.shape
     mass = int(box.sum())
@@ -192,7 +195,7 @@ def centre_digit(image, config: PreprocessingConfig = PreprocessingConfig(), *,
     moment_y = int((box.sum(axis=1) * (2 * np.arange(oh, dtype=np.int64) + 1)).sum())
     left = _offset(mass, moment_x, width, ow)
     top = _offset(mass, moment_y, height, oh)
-    field[top:top + oh, left:left + ow] = box
+    field[top : top + oh, left : left + ow] = box
     return field
 
 
@@ -202,8 +205,9 @@ def normalize(field, config: PreprocessingConfig = PreprocessingConfig()) -> np.
     return (values / np.float32(config.scale) - np.float32(config.mean)) / np.float32(config.std)
 
 
-def preprocess(image, config: PreprocessingConfig = PreprocessingConfig(), *,
-               invert: bool = False) -> np.ndarray:
+def preprocess(
+    image, config: PreprocessingConfig = PreprocessingConfig(), *, invert: bool = False
+) -> np.ndarray:
     """A drawing → the model input, float32 (1, Fh, Fw, 1), exactly as the Android app does."""
     field = centre_digit(image, config, invert=invert)
     return normalize(field, config)[None, :, :, None]
@@ -222,8 +226,9 @@ class GoldenCase:
     invert: bool = False
 
 
-def _stroke_canvas(height: int, width: int, strokes, stroke_width: float, colour: int,
-                   background: int = 0x00000000) -> np.ndarray:
+def _stroke_canvas(
+    height: int, width: int, strokes, stroke_width: float, colour: int, background: int = 0x00000000
+) -> np.ndarray:
     """Anti-aliased round-capped polylines, like a finger drawing on an Android Canvas.
 
     Coverage of a pixel = clip(w/2 + 1/2 − distance to the polyline, 0, 1), used as alpha over
@@ -238,8 +243,11 @@ def _stroke_canvas(height: int, width: int, strokes, stroke_width: float, colour
         for (x0, y0), (x1, y1) in zip(points[:-1], points[1:], strict=True):
             dx, dy = x1 - x0, y1 - y0
             length2 = dx * dx + dy * dy
-            t = np.zeros_like(xs) if length2 == 0 else np.clip(
-                ((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
+            t = (
+                np.zeros_like(xs)
+                if length2 == 0
+                else np.clip(((xs - x0) * dx + (ys - y0) * dy) / length2, 0.0, 1.0)
+            )
             dist = np.minimum(dist, np.hypot(xs - (x0 + t * dx), ys - (y0 + t * dy)))
     coverage = np.clip(stroke_width / 2 + 0.5 - dist, 0.0, 1.0)
     alpha = np.rint(coverage * 255).astype(np.int64)
@@ -253,15 +261,16 @@ def _stroke_canvas(height: int, width: int, strokes, stroke_width: float, colour
     return argb.astype(np.uint32)
 
 
-def _upscaled_digit(digit: np.ndarray, canvas: tuple[int, int], factor: int, offset: tuple[int, int],
-                    invert: bool) -> np.ndarray:
+def _upscaled_digit(
+    digit: np.ndarray, canvas: tuple[int, int], factor: int, offset: tuple[int, int], invert: bool
+) -> np.ndarray:
     """A real MNIST digit, enlarged (nearest) and placed off-centre on an opaque canvas."""
     big = np.kron(digit.astype(np.uint8), np.ones((factor, factor), np.uint8))
     gray = np.zeros(canvas, np.uint8)
     top, left = offset
     h = min(big.shape[0], canvas[0] - top)
     w = min(big.shape[1], canvas[1] - left)
-    gray[top:top + h, left:left + w] = big[:h, :w]
+    gray[top : top + h, left : left + w] = big[:h, :w]
     if invert:
         gray = 255 - gray
     return _as_argb(gray)
@@ -274,23 +283,48 @@ def golden_cases() -> list[GoldenCase]:
     cases: list[GoldenCase] = []
     white = 0xFFFFFF
     seven = [[(60, 50), (215, 52), (120, 235)]]
-    cases.append(GoldenCase("seven_white_on_transparent", _stroke_canvas(280, 280, seven, 22, white)))
-    cases.append(GoldenCase("seven_black_on_white_inverted",
-                            _stroke_canvas(280, 280, seven, 22, 0x000000, 0xFFFFFFFF), invert=True))
+    cases.append(
+        GoldenCase("seven_white_on_transparent", _stroke_canvas(280, 280, seven, 22, white))
+    )
+    cases.append(
+        GoldenCase(
+            "seven_black_on_white_inverted",
+            _stroke_canvas(280, 280, seven, 22, 0x000000, 0xFFFFFFFF),
+            invert=True,
+        )
+    )
     four = [[(90, 40), (60, 170), (200, 170)], [(170, 90), (165, 250)]]
-    cases.append(GoldenCase("four_two_strokes_offset",
-                            _stroke_canvas(280, 280, [[(x + 40, y + 15) for x, y in s] for s in four], 22, white)))
-    cases.append(GoldenCase("one_tall_narrow", _stroke_canvas(280, 280, [[(150, 30), (140, 250)]], 20, white)))
-    cases.append(GoldenCase("dash_wide_flat", _stroke_canvas(280, 280, [[(40, 150), (240, 150)]], 18, white)))
+    cases.append(
+        GoldenCase(
+            "four_two_strokes_offset",
+            _stroke_canvas(280, 280, [[(x + 40, y + 15) for x, y in s] for s in four], 22, white),
+        )
+    )
+    cases.append(
+        GoldenCase(
+            "one_tall_narrow", _stroke_canvas(280, 280, [[(150, 30), (140, 250)]], 20, white)
+        )
+    )
+    cases.append(
+        GoldenCase("dash_wide_flat", _stroke_canvas(280, 280, [[(40, 150), (240, 150)]], 18, white))
+    )
     cases.append(GoldenCase("dot_tiny", _stroke_canvas(280, 280, [[(100, 100)]], 6, white)))
     zero = [[(140 + 70 * np.cos(t), 140 + 100 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40)]]
     ring = _stroke_canvas(280, 280, zero, 20, 0xE04010).astype(np.int64)
     half_alpha = ((ring >> 24) // 2 << 24) | (ring & 0xFFFFFF)  # orange, semi-transparent
     cases.append(GoldenCase("zero_orange_half_alpha", half_alpha.astype(np.uint32)))
-    cases.append(GoldenCase("touching_canvas_edges",
-                            _stroke_canvas(200, 160, [[(-10, 20), (150, 0), (80, 230)]], 24, white)))
-    cases.append(GoldenCase("wide_canvas_1080x720",
-                            _stroke_canvas(720, 1080, [[(700, 100), (620, 600), (900, 620)]], 60, white)))
+    cases.append(
+        GoldenCase(
+            "touching_canvas_edges",
+            _stroke_canvas(200, 160, [[(-10, 20), (150, 0), (80, 230)]], 24, white),
+        )
+    )
+    cases.append(
+        GoldenCase(
+            "wide_canvas_1080x720",
+            _stroke_canvas(720, 1080, [[(700, 100), (620, 600), (900, 620)]], 60, white),
+        )
+    )
     cases.append(GoldenCase("empty_canvas", np.zeros((280, 280), np.uint32)))
     single = np.zeros((20, 30), np.uint32)
     single[7, 5] = 0xFFFFFFFF
@@ -299,29 +333,51 @@ def golden_cases() -> list[GoldenCase]:
     line[13, 10:110] = 0xFFFFFFFF
     cases.append(GoldenCase("line_one_pixel_high", line))
     rng = np.random.default_rng(20240611)
-    noisy = _stroke_canvas(140, 140, [[(30, 30), (110, 110)], [(110, 30), (30, 110)]], 10, white,
-                           0xFF000000)
+    noisy = _stroke_canvas(
+        140, 140, [[(30, 30), (110, 110)], [(110, 30), (30, 110)]], 10, white, 0xFF000000
+    )
     noise = rng.integers(0, 40, size=noisy.shape, dtype=np.uint32)
     noisy = noisy | (noise << 16) | (noise << 8) | noise
-    cases.append(GoldenCase("cross_noise_threshold_48", noisy,
-                            PreprocessingConfig(ink_threshold=48)))
-    cases.append(GoldenCase("cross_noise_field_32x24_box_16_mean_std", noisy,
-                            PreprocessingConfig(field=(32, 24), digit_box=16, scale=255.0,
-                                                mean=0.1307, std=0.3081)))
+    cases.append(
+        GoldenCase("cross_noise_threshold_48", noisy, PreprocessingConfig(ink_threshold=48))
+    )
+    cases.append(
+        GoldenCase(
+            "cross_noise_field_32x24_box_16_mean_std",
+            noisy,
+            PreprocessingConfig(field=(32, 24), digit_box=16, scale=255.0, mean=0.1307, std=0.3081),
+        )
+    )
     images, labels = mnist_sample()
-    for k, (index, factor, offset) in enumerate([(0, 10, (5, 30)), (1, 8, (60, 10)), (2, 9, (0, 0))]):
+    for k, (index, factor, offset) in enumerate(
+        [(0, 10, (5, 30)), (1, 8, (60, 10)), (2, 9, (0, 0))]
+    ):
         digit = images[index]
-        cases.append(GoldenCase(f"mnist_test_{index}_label_{int(labels[index])}_x{factor}",
-                                _upscaled_digit(digit, (300, 260), factor, offset, invert=False)))
+        cases.append(
+            GoldenCase(
+                f"mnist_test_{index}_label_{int(labels[index])}_x{factor}",
+                _upscaled_digit(digit, (300, 260), factor, offset, invert=False),
+            )
+        )
         if k == 0:
-            cases.append(GoldenCase(f"mnist_test_{index}_label_{int(labels[index])}_x{factor}_inverted",
-                                    _upscaled_digit(digit, (300, 260), factor, offset, invert=True),
-                                    invert=True))
+            cases.append(
+                GoldenCase(
+                    f"mnist_test_{index}_label_{int(labels[index])}_x{factor}_inverted",
+                    _upscaled_digit(digit, (300, 260), factor, offset, invert=True),
+                    invert=True,
+                )
+            )
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        strokes = [rng.uniform(20, 260, size=(rng.integers(2, 7), 2)) for _ in range(rng.integers(1, 4))]
-        cases.append(GoldenCase(f"random_strokes_seed_{seed}",
-                                _stroke_canvas(280, 280, strokes, float(rng.uniform(8, 30)), white)))
+        strokes = [
+            rng.uniform(20, 260, size=(rng.integers(2, 7), 2)) for _ in range(rng.integers(1, 4))
+        ]
+        cases.append(
+            GoldenCase(
+                f"random_strokes_seed_{seed}",
+                _stroke_canvas(280, 280, strokes, float(rng.uniform(8, 30)), white),
+            )
+        )
     return cases
 
 
@@ -340,8 +396,18 @@ def write_golden(directory: str, cases: list[GoldenCase] | None = None) -> str:
         name = case.name.encode("utf-8")
         height, width = case.argb.shape
         chunks.append(struct.pack(">i", len(name)) + name)
-        chunks.append(struct.pack(">7i", width, height, int(case.invert), cfg.field[0], cfg.field[1],
-                                  cfg.digit_box, cfg.ink_threshold))
+        chunks.append(
+            struct.pack(
+                ">7i",
+                width,
+                height,
+                int(case.invert),
+                cfg.field[0],
+                cfg.field[1],
+                cfg.digit_box,
+                cfg.ink_threshold,
+            )
+        )
         chunks.append(struct.pack(">3f", cfg.scale, cfg.mean, cfg.std))
         chunks.append(case.argb.astype(">u4").tobytes())
         field = centre_digit(case.argb, cfg, invert=case.invert)
@@ -367,22 +433,33 @@ def read_golden(path: str) -> list[dict]:
     for _ in range(count):
         (name_len,) = struct.unpack_from(">i", data, pos)
         pos += 4
-        name = data[pos:pos + name_len].decode("utf-8")
+        name = data[pos : pos + name_len].decode("utf-8")
         pos += name_len
         width, height, invert, fh, fw, box, threshold = struct.unpack_from(">7i", data, pos)
         pos += 28
         scale, mean, std = struct.unpack_from(">3f", data, pos)
         pos += 12
-        argb = np.frombuffer(data, ">u4", width * height, pos).reshape(height, width).astype(np.uint32)
+        argb = (
+            np.frombuffer(data, ">u4", width * height, pos).reshape(height, width).astype(np.uint32)
+        )
         pos += 4 * width * height
         field = np.frombuffer(data, np.uint8, fh * fw, pos).reshape(fh, fw)
         pos += fh * fw
         tensor = np.frombuffer(data, ">f4", fh * fw, pos).reshape(fh, fw).astype(np.float32)
         pos += 4 * fh * fw
-        config = PreprocessingConfig(field=(fh, fw), digit_box=box, ink_threshold=threshold,
-                                     scale=float(scale), mean=float(mean), std=float(std))
-        cases.append(dict(name=name, argb=argb, config=config, invert=bool(invert),
-                          field=field, tensor=tensor))
+        config = PreprocessingConfig(
+            field=(fh, fw),
+            digit_box=box,
+            ink_threshold=threshold,
+            scale=float(scale),
+            mean=float(mean),
+            std=float(std),
+        )
+        cases.append(
+            dict(
+                name=name, argb=argb, config=config, invert=bool(invert), field=field, tensor=tensor
+            )
+        )
     if pos != len(data):
         raise ValueError(f"{path}: {len(data) - pos} trailing bytes")
     return cases
@@ -393,8 +470,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m kbnn.apps.preprocessing",
         description="Write the golden preprocessing vectors shared with the Android demo's JVM tests.",
     )
-    parser.add_argument("--write-golden", metavar="DIR", required=True,
-                        help="directory, e.g. android_demo/core/src/test/resources/golden")
+    parser.add_argument(
+        "--write-golden",
+        metavar="DIR",
+        required=True,
+        help="directory, e.g. android_demo/core/src/test/resources/golden",
+    )
     args = parser.parse_args(argv)
     path = write_golden(args.write_golden)
     print(f"wrote {path} ({os.path.getsize(path):,} bytes, {len(read_golden(path))} cases)")

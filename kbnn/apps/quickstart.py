@@ -47,7 +47,10 @@ class QuickstartResult:
             ("Keras vs LCE argmax agreement", f"{self.argmax_agreement:.2%}"),
             ("Keras vs LCE max |diff|", f"{self.max_abs_diff:.2e}"),
             ("float32 TFLite twin", f"{self.float_bytes:,} bytes"),
-            ("kbnn LCE flatbuffer", f"{self.binary_bytes:,} bytes ({self.size_ratio:.1f}x smaller)"),
+            (
+                "kbnn LCE flatbuffer",
+                f"{self.binary_bytes:,} bytes ({self.size_ratio:.1f}x smaller)",
+            ),
             (f"latency float32, {self.num_threads} thread", f"{self.float_latency_ms:.3f} ms"),
             (f"latency binary, {self.num_threads} thread", f"{self.binary_latency_ms:.3f} ms"),
             ("written", self.output_path),

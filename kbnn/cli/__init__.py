@@ -35,8 +35,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Commands that open user model files (they get --unsafe).
-LOADS_MODELS = ("evaluate", "convert", "bench", "summary", "compress", "export-android",
-                "export-c")
+LOADS_MODELS = ("evaluate", "convert", "bench", "summary", "compress", "export-android", "export-c")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,16 +53,23 @@ def build_parser() -> argparse.ArgumentParser:
     from kbnn import __version__
 
     parser.add_argument("--version", action="version", version=f"kbnn {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's own log output (hidden by default)")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's own log output (hidden by default)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
         importlib.import_module(f"kbnn.cli.{name}").register(subparsers)
     for name, sub in subparsers.choices.items():
         if name in LOADS_MODELS:
-            sub.add_argument("--unsafe", action="store_true",
-                             help="load model files without kbnn's safety checks: a Lambda "
-                             "layer in the file runs as Python code (docs/security.md)")
+            sub.add_argument(
+                "--unsafe",
+                action="store_true",
+                help="load model files without kbnn's safety checks: a Lambda "
+                "layer in the file runs as Python code (docs/security.md)",
+            )
     return parser
 
 
@@ -105,8 +111,11 @@ def _run(argv, startup, in_own_process: bool) -> int:
     if getattr(args, "unsafe", False):
         from kbnn._loading import UNSAFE_WARNING
 
-        print(f"kbnn {args.command}: warning: "
-              + UNSAFE_WARNING.format(path=getattr(args, "model", "the model")), file=sys.stderr)
+        print(
+            f"kbnn {args.command}: warning: "
+            + UNSAFE_WARNING.format(path=getattr(args, "model", "the model")),
+            file=sys.stderr,
+        )
     try:
         if getattr(args, "light", False):
             return int(startup.run_light(args.func, args) or 0)

@@ -20,32 +20,60 @@ def register(subparsers) -> None:
         "compress",
         help="prune, share weights and Huffman-code a Keras model (DeepCompression)",
         description="DeepCompression (Han et al. 2016) of a saved Keras model into an exact "
-                    ".kbz file: prune → share weights → Huffman-code, with a per-stage report.",
+        ".kbz file: prune → share weights → Huffman-code, with a per-stage report.",
         epilog="example: kbnn compress lenet.keras --prune 0.9 --bits 5 --huffman -o lenet.kbz "
-               "--dataset mnist",
+        "--dataset mnist",
     )
     parser.add_argument("model", help="saved Keras model (.keras or .h5)")
     parser.add_argument("-o", "--output", required=True, help="compressed model file (.kbz)")
-    parser.add_argument("--prune", type=float, metavar="SPARSITY",
-                        help="fraction of weights to prune in every prunable layer, in [0, 1)")
-    parser.add_argument("--prune-layer", action="append", default=[], metavar="NAME=SPARSITY",
-                        help="per-layer sparsity (repeatable); overrides --prune for that layer")
+    parser.add_argument(
+        "--prune",
+        type=float,
+        metavar="SPARSITY",
+        help="fraction of weights to prune in every prunable layer, in [0, 1)",
+    )
+    parser.add_argument(
+        "--prune-layer",
+        action="append",
+        default=[],
+        metavar="NAME=SPARSITY",
+        help="per-layer sparsity (repeatable); overrides --prune for that layer",
+    )
     parser.add_argument("--bits", type=int, help="codebook index bits for weight sharing (1..8)")
-    parser.add_argument("--conv-bits", type=int, help="index bits for conv kernels (default "
-                        "--bits; the paper uses 8 for conv, 5 for fc)")
+    parser.add_argument(
+        "--conv-bits",
+        type=int,
+        help="index bits for conv kernels (default --bits; the paper uses 8 for conv, 5 for fc)",
+    )
     parser.add_argument("--huffman", action="store_true", help="Huffman-code the streams")
-    parser.add_argument("--gap-bits", type=int,
-                        help="relative-index bits (default: 4 for conv, 5 for fc kernels)")
-    parser.add_argument("--dataset", choices=DATASETS,
-                        help="report test accuracy per stage and retrain with its train split")
-    parser.add_argument("--epochs", type=int, default=1,
-                        help="retraining epochs per pruning round (with --dataset; 0: one-shot)")
+    parser.add_argument(
+        "--gap-bits", type=int, help="relative-index bits (default: 4 for conv, 5 for fc kernels)"
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="report test accuracy per stage and retrain with its train split",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=1,
+        help="retraining epochs per pruning round (with --dataset; 0: one-shot)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="prune → retrain rounds")
-    parser.add_argument("--finetune-epochs", type=int, default=1,
-                        help="codebook fine-tuning epochs (with --dataset)")
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=1,
+        help="codebook fine-tuning epochs (with --dataset)",
+    )
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=1e-4,
-                        help="Adam learning rate for retraining and fine-tuning")
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-4,
+        help="Adam learning rate for retraining and fine-tuning",
+    )
     parser.set_defaults(func=run)
 
 
@@ -62,8 +90,9 @@ def _sparsity(args) -> float | dict | None:
         except ValueError:
             sparsity = -1.0
         if not sep or not name or not 0.0 <= sparsity < 1.0:
-            raise UsageError(f"--prune-layer expects NAME=SPARSITY with SPARSITY in [0, 1), "
-                             f"got {item!r}")
+            raise UsageError(
+                f"--prune-layer expects NAME=SPARSITY with SPARSITY in [0, 1), got {item!r}"
+            )
         per_layer[name] = sparsity
     return per_layer, args.prune
 
@@ -101,8 +130,11 @@ def run(args: argparse.Namespace) -> int:
     sparsity = _sparsity(args)
     _check_bits(args.bits, "--bits")
     _check_bits(args.conv_bits, "--conv-bits")
-    for flag, value in (("--epochs", args.epochs), ("--rounds", args.rounds),
-                        ("--finetune-epochs", args.finetune_epochs)):
+    for flag, value in (
+        ("--epochs", args.epochs),
+        ("--rounds", args.rounds),
+        ("--finetune-epochs", args.finetune_epochs),
+    ):
         if value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
     if args.rounds < 1:
@@ -133,11 +165,18 @@ def run(args: argparse.Namespace) -> int:
             train = mnist("train", args.batch_size, shuffle=True, seed=0)
     retrain = train if args.epochs else None
     config = pipeline.CompressionConfig(
-        sparsity=sparsity, bits=args.bits, conv_bits=args.conv_bits, huffman=args.huffman,
-        rounds=args.rounds, epochs_per_round=max(args.epochs, 1),
+        sparsity=sparsity,
+        bits=args.bits,
+        conv_bits=args.conv_bits,
+        huffman=args.huffman,
+        rounds=args.rounds,
+        epochs_per_round=max(args.epochs, 1),
         finetune_epochs=args.finetune_epochs,
-        compile_fn=pipeline.default_compile(args.learning_rate), gap_bits=args.gap_bits)
-    result = pipeline.compress(model, config, train_data=retrain, test_data=test,
-                               finetune_data=train, output=args.output)
+        compile_fn=pipeline.default_compile(args.learning_rate),
+        gap_bits=args.gap_bits,
+    )
+    result = pipeline.compress(
+        model, config, train_data=retrain, test_data=test, finetune_data=train, output=args.output
+    )
     print(result.format())
     return 0

@@ -11,8 +11,11 @@ def register(subparsers) -> None:
         "tfds; set TFDS_DATA_DIR). NAME loads the zoo model's pretrained weights.",
     )
     parser.add_argument("model", help="zoo model name or path to a saved model (.keras, .h5)")
-    parser.add_argument("--weights", default=None,
-                        help="with a zoo NAME: a weights file instead of the pretrained ones")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="with a zoo NAME: a weights file instead of the pretrained ones",
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.set_defaults(func=run)
 
@@ -24,6 +27,8 @@ def run(args) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, label = load_for_evaluation(args.model, weights=args.weights)
     accuracy = evaluate_mnist(model, batch_size=args.batch_size)
-    print(f"{label}: test accuracy {accuracy:.4f} ({100 * accuracy:.2f}%) on MNIST test "
-          "(10,000 images)")
+    print(
+        f"{label}: test accuracy {accuracy:.4f} ({100 * accuracy:.2f}%) on MNIST test "
+        "(10,000 images)"
+    )
     return 0

@@ -17,21 +17,38 @@ def register(subparsers) -> None:
         "app's assets folder.",
     )
     # Defaults are resolved in run(): kbnn.apps.android imports numpy, too slow for --help.
-    parser.add_argument("--model", default=None,
-                        help="zoo model name or .keras/.h5 file (default: the app's model, "
-                        "binarynet_mnist)")
-    parser.add_argument("--out", default=None,
-                        help="assets folder to write (default: the demo app's assets folder, "
-                        "from the repo root)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="zoo model name or .keras/.h5 file (default: the app's model, binarynet_mnist)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="assets folder to write (default: the demo app's assets folder, from the repo root)",
+    )
     parser.add_argument("--name", help="file name stem and model name (default: the model's)")
-    parser.add_argument("--labels", help="comma-separated class labels (default: 0..9 for 10 classes)")
-    parser.add_argument("--samples", type=int, default=1000,
-                        help="MNIST sample images to measure accuracy on, 0 to skip "
-                        "(default: %(default)s)")
-    parser.add_argument("--mean", type=float, default=0.0,
-                        help="input normalisation x = (v/255 - mean)/std (default: %(default)s)")
-    parser.add_argument("--std", type=float, default=1.0,
-                        help="the std of that normalisation (default: %(default)s)")
+    parser.add_argument(
+        "--labels", help="comma-separated class labels (default: 0..9 for 10 classes)"
+    )
+    parser.add_argument(
+        "--samples",
+        type=int,
+        default=1000,
+        help="MNIST sample images to measure accuracy on, 0 to skip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mean",
+        type=float,
+        default=0.0,
+        help="input normalisation x = (v/255 - mean)/std (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--std",
+        type=float,
+        default=1.0,
+        help="the std of that normalisation (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,7 +67,15 @@ def run(args) -> int:
     check_output_dir(args.out, flag="--out")
     labels = None if args.labels is None else [label.strip() for label in args.labels.split(",")]
     model, name, description = resolve_model(args.model)
-    result = export_android(model, args.out, name=args.name or name, description=description,
-                            labels=labels, samples=args.samples, mean=args.mean, std=args.std)
+    result = export_android(
+        model,
+        args.out,
+        name=args.name or name,
+        description=description,
+        labels=labels,
+        samples=args.samples,
+        mean=args.mean,
+        std=args.std,
+    )
     print(result.summary())
     return 0

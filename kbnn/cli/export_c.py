@@ -15,11 +15,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("model", help="zoo model name (pretrained weights) or .keras/.h5 file")
     parser.add_argument("-o", "--output", required=True, help="output folder")
-    parser.add_argument("--prefix", default="kbnn",
-                        help="prefix of every C symbol, macro and file name (default: "
-                        "%(default)s)")
-    parser.add_argument("--force", action="store_true",
-                        help="replace existing PREFIX_model.h / PREFIX_model.c")
+    parser.add_argument(
+        "--prefix",
+        default="kbnn",
+        help="prefix of every C symbol, macro and file name (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="replace existing PREFIX_model.h / PREFIX_model.c"
+    )
     parser.set_defaults(func=run)
 
 
@@ -41,9 +44,12 @@ def run(args) -> int:
     check_prefix(args.prefix)  # before any slow work
     model = _load(args.model)
     result = export_c(model, args.output, prefix=args.prefix, overwrite=args.force)
-    layers = ", ".join(f"{layer.name} ({layer.in_format}->{layer.out_format})"
-                       for layer in result.network.layers)
-    print(f"wrote {result.header} and {result.source}: {len(result.network.layers)} layers "
-          f"[{layers}]; const data {result.weight_bytes:,} B (flash), activation arena "
-          f"{result.arena_bytes:,} B (RAM)")
+    layers = ", ".join(
+        f"{layer.name} ({layer.in_format}->{layer.out_format})" for layer in result.network.layers
+    )
+    print(
+        f"wrote {result.header} and {result.source}: {len(result.network.layers)} layers "
+        f"[{layers}]; const data {result.weight_bytes:,} B (flash), activation arena "
+        f"{result.arena_bytes:,} B (RAM)"
+    )
     return 0

@@ -14,10 +14,18 @@ def register(subparsers) -> None:
         "flatbuffer, run that in LCE's interpreter and print accuracy, Keras-vs-LCE agreement, "
         "file size and latency against the float32 TFLite twin.",
     )
-    parser.add_argument("-o", "--output", default="quickstart.tflite",
-                        help="where to write the flatbuffer (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="interpreter threads for the latency figures (default: %(default)s)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default="quickstart.tflite",
+        help="where to write the flatbuffer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="interpreter threads for the latency figures (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 

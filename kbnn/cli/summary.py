@@ -19,17 +19,28 @@ def register(subparsers) -> None:
         "the energy of one inference (Horowitz, ISSCC 2014, 45 nm) against the float32 twin.",
     )
     parser.add_argument("model", help="a .keras/.h5 file or a zoo model name")
-    parser.add_argument("--plot", metavar="PNG",
-                        help="write the per-layer memory/energy bar chart to this image")
-    parser.add_argument("--histograms", metavar="PNG",
-                        help="write latent vs quantized weight histograms to this image")
-    parser.add_argument("--unique-kernels", action="store_true",
-                        help="also count distinct binary k×k kernels per convolution")
-    parser.add_argument("--json", metavar="PATH",
-                        help="write the summary (and unique kernels) as JSON")
-    parser.add_argument("--weight-memory", choices=("dram", "sram"), default="dram",
-                        help="where weights are read from for the energy estimate "
-                        "(default: %(default)s)")
+    parser.add_argument(
+        "--plot", metavar="PNG", help="write the per-layer memory/energy bar chart to this image"
+    )
+    parser.add_argument(
+        "--histograms",
+        metavar="PNG",
+        help="write latent vs quantized weight histograms to this image",
+    )
+    parser.add_argument(
+        "--unique-kernels",
+        action="store_true",
+        help="also count distinct binary k×k kernels per convolution",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write the summary (and unique kernels) as JSON"
+    )
+    parser.add_argument(
+        "--weight-memory",
+        choices=("dram", "sram"),
+        default="dram",
+        help="where weights are read from for the energy estimate (default: %(default)s)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -57,10 +68,14 @@ def load_model(name_or_path: str):
         try:
             model = get(name_or_path)  # unknown names raise the zoo's own error here
         except LookupError as unknown:
-            raise UsageError(f"{name_or_path!r} is neither a model file nor a zoo model "
-                             f"({unknown})") from unknown
-        print(f"kbnn summary: no pretrained weights for {name_or_path!r} ({err}); "
-              "counting a randomly initialised model", file=sys.stderr)
+            raise UsageError(
+                f"{name_or_path!r} is neither a model file nor a zoo model ({unknown})"
+            ) from unknown
+        print(
+            f"kbnn summary: no pretrained weights for {name_or_path!r} ({err}); "
+            "counting a randomly initialised model",
+            file=sys.stderr,
+        )
         return model
 
 

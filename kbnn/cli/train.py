@@ -21,8 +21,9 @@ def _backup_freq(value: str):
     except ValueError:
         steps = 0
     if steps < 1:
-        raise argparse.ArgumentTypeError(f"must be 'epoch' or a positive number of steps, "
-                                         f"got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be 'epoch' or a positive number of steps, got {value!r}"
+        )
     return steps
 
 
@@ -39,49 +40,109 @@ def register(subparsers) -> None:
     parser.add_argument("name", help="zoo model name (kbnn zoo list)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
     batch = parser.add_mutually_exclusive_group()
-    batch.add_argument("--batch-size", type=int, default=None,
-                       help="global batch size, split evenly over the replicas (default: the "
-                       "recipe's per replica)")
-    batch.add_argument("--per-replica-batch-size", type=int, default=None,
-                       help="batch per replica; the global batch is this x replicas")
-    parser.add_argument("--optimizer", choices=OPTIMIZER_CHOICES, default=None,
-                        help="default: the recipe's (adam with cosine decay)")
-    parser.add_argument("--learning-rate", type=float, default=None,
-                        help="learning rate for the recipe's batch size (default: the recipe's; "
-                        "shift_adamax 2^-8), scaled to the global batch by --lr-scaling")
-    parser.add_argument("--lr-scaling", choices=LR_SCALING_CHOICES, default="sqrt",
-                        help="learning rate x k, x sqrt(k) or unchanged, k = global batch / "
-                        "recipe batch (default sqrt, for Adam-type optimizers)")
-    parser.add_argument("--bn", choices=BN_CHOICES, default="batchnorm",
-                        help="batch normalisation: float or shift-based (BinaryNet)")
-    parser.add_argument("--strategy", choices=STRATEGY_CHOICES, default="default",
-                        help="tf.distribute strategy: default (one device), mirrored (all GPUs "
-                        "of this machine), multiworker (TF_CONFIG), tpu")
-    parser.add_argument("--sync-bn", action="store_true",
-                        help="batch statistics over the global batch (one all-reduce per BN "
-                        "layer and step) instead of per replica")
-    parser.add_argument("--mixed-precision", choices=PRECISION_CHOICES, default="float32",
-                        help="Keras mixed-precision policy; quantizer scales and the output "
-                        "stay float32")
-    parser.add_argument("--communication", choices=COMMUNICATION_CHOICES, default="auto",
-                        help="multiworker all-reduce implementation")
-    parser.add_argument("--tpu", default=None,
-                        help="TPU name or grpc:// address ('local' on a TPU VM)")
+    batch.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="global batch size, split evenly over the replicas (default: the "
+        "recipe's per replica)",
+    )
+    batch.add_argument(
+        "--per-replica-batch-size",
+        type=int,
+        default=None,
+        help="batch per replica; the global batch is this x replicas",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZER_CHOICES,
+        default=None,
+        help="default: the recipe's (adam with cosine decay)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="learning rate for the recipe's batch size (default: the recipe's; "
+        "shift_adamax 2^-8), scaled to the global batch by --lr-scaling",
+    )
+    parser.add_argument(
+        "--lr-scaling",
+        choices=LR_SCALING_CHOICES,
+        default="sqrt",
+        help="learning rate x k, x sqrt(k) or unchanged, k = global batch / "
+        "recipe batch (default sqrt, for Adam-type optimizers)",
+    )
+    parser.add_argument(
+        "--bn",
+        choices=BN_CHOICES,
+        default="batchnorm",
+        help="batch normalisation: float or shift-based (BinaryNet)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGY_CHOICES,
+        default="default",
+        help="tf.distribute strategy: default (one device), mirrored (all GPUs "
+        "of this machine), multiworker (TF_CONFIG), tpu",
+    )
+    parser.add_argument(
+        "--sync-bn",
+        action="store_true",
+        help="batch statistics over the global batch (one all-reduce per BN "
+        "layer and step) instead of per replica",
+    )
+    parser.add_argument(
+        "--mixed-precision",
+        choices=PRECISION_CHOICES,
+        default="float32",
+        help="Keras mixed-precision policy; quantizer scales and the output stay float32",
+    )
+    parser.add_argument(
+        "--communication",
+        choices=COMMUNICATION_CHOICES,
+        default="auto",
+        help="multiworker all-reduce implementation",
+    )
+    parser.add_argument(
+        "--tpu", default=None, help="TPU name or grpc:// address ('local' on a TPU VM)"
+    )
     parser.add_argument("--output", default=None, help="output folder (default runs/NAME)")
-    parser.add_argument("--backup-dir", default=None,
-                        help="BackupAndRestore folder, on storage every worker sees (default "
-                        "OUTPUT/backup)")
-    parser.add_argument("--backup-freq", type=_backup_freq, default="epoch",
-                        help="'epoch' (default) or back up every N steps")
-    parser.add_argument("--data-dir", default=None,
-                        help="tfds data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
-    parser.add_argument("--validation-size", type=int, default=5000,
-                        help="MNIST training images held out to pick the best checkpoint "
-                        "(default 5000; 0 keeps the last epoch)")
-    parser.add_argument("--steps-per-epoch", type=int, default=None,
-                        help="shorter epochs for quick checks (default: one pass over the data)")
-    parser.add_argument("--no-flip-ratio", dest="flip_ratio", action="store_false",
-                        help="do not track the latent-weight flip ratio per quantized kernel")
+    parser.add_argument(
+        "--backup-dir",
+        default=None,
+        help="BackupAndRestore folder, on storage every worker sees (default OUTPUT/backup)",
+    )
+    parser.add_argument(
+        "--backup-freq",
+        type=_backup_freq,
+        default="epoch",
+        help="'epoch' (default) or back up every N steps",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="tfds data dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)",
+    )
+    parser.add_argument(
+        "--validation-size",
+        type=int,
+        default=5000,
+        help="MNIST training images held out to pick the best checkpoint "
+        "(default 5000; 0 keeps the last epoch)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="shorter epochs for quick checks (default: one pass over the data)",
+    )
+    parser.add_argument(
+        "--no-flip-ratio",
+        dest="flip_ratio",
+        action="store_false",
+        help="do not track the latent-weight flip ratio per quantized kernel",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no bars")
     parser.set_defaults(func=run)

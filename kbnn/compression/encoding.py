@@ -79,7 +79,7 @@ def decode_stream(blob: bytes | memoryview) -> np.ndarray:
     if offset >= len(blob):
         raise StreamError("fixed-width stream ends before its width byte")
     width = blob[offset]
-    payload = blob[offset + 1:]
+    payload = blob[offset + 1 :]
     if not 1 <= width <= 32 or len(payload) != (count * width + 7) // 8:
         raise StreamError(f"fixed-width stream of {count}×{width} bits has {len(payload)} bytes")
     return unpack_uint(payload, width, count)
@@ -133,8 +133,10 @@ class Encoding:
 
     def lost_huffman_streams(self) -> dict[str, tuple[int, int]]:
         """Streams of the chosen layout whose Huffman coding is not smaller than fixed-width."""
-        twin = next((c for c in self.candidates
-                     if c.stage == Stage.HUFFMAN and c.name == self.chosen.name), None)
+        twin = next(
+            (c for c in self.candidates if c.stage == Stage.HUFFMAN and c.name == self.chosen.name),
+            None,
+        )
         if twin is None:
             return {}
         return {k: v for k, v in twin.huffman_trials.items() if v[1] >= v[0]}
@@ -158,8 +160,9 @@ def _layout_candidates(name, stage, meta, tables, symbols, nonzero, gap_bits):
     layouts = [("dense", {"values": (symbols, alphabet)})]
     if not nonzero.all():
         gaps, entries = encode_positions(np.flatnonzero(nonzero), gap_bits)
-        layouts.append(("sparse", {"gaps": (gaps, 1 << gap_bits),
-                                   "values": (symbols[entries], alphabet)}))
+        layouts.append(
+            ("sparse", {"gaps": (gaps, 1 << gap_bits), "values": (symbols[entries], alphabet)})
+        )
     for layout, streams in layouts:
         coded = _Streams.of(streams)
         full_meta = {**meta, "layout": layout}
@@ -167,8 +170,15 @@ def _layout_candidates(name, stage, meta, tables, symbols, nonzero, gap_bits):
         if layout == "sparse":
             full_meta["gap_bits"] = gap_bits
         out.append(Candidate(name + suffix, stage, full_meta, {**tables, **coded.fixed}))
-        out.append(Candidate(name + suffix, Stage.HUFFMAN, full_meta, {**tables, **coded.coded},
-                             huffman_trials=coded.trials))
+        out.append(
+            Candidate(
+                name + suffix,
+                Stage.HUFFMAN,
+                full_meta,
+                {**tables, **coded.coded},
+                huffman_trials=coded.trials,
+            )
+        )
     return out
 
 
@@ -194,15 +204,28 @@ def candidates(array, *, levels=None, gap_bits: int | None = None) -> list[Candi
         values = flat[entries].astype("<f4").tobytes()
         meta = {**base, "encoding": "sparse", "gap_bits": gap_bits}
         out.append(Candidate("sparse", Stage.PRUNE, meta, {**coded.fixed, "values": values}))
-        out.append(Candidate("sparse", Stage.HUFFMAN, meta, {**coded.coded, "values": values},
-                             huffman_trials=coded.trials))
+        out.append(
+            Candidate(
+                "sparse",
+                Stage.HUFFMAN,
+                meta,
+                {**coded.coded, "values": values},
+                huffman_trials=coded.trials,
+            )
+        )
     unique_bits, inverse = np.unique(bits, return_inverse=True)
     if unique_bits.size <= MAX_CODEBOOK:
         codebook = unique_bits.astype(bits.dtype).view(np.float32)
         meta = {**base, "encoding": "codebook", "alphabet": int(codebook.size)}
-        out += _layout_candidates("codebook", Stage.SHARE, meta,
-                                  {"codebook": codebook.astype("<f4").tobytes()},
-                                  inverse.astype(np.int64), nonzero, gap_bits)
+        out += _layout_candidates(
+            "codebook",
+            Stage.SHARE,
+            meta,
+            {"codebook": codebook.astype("<f4").tobytes()},
+            inverse.astype(np.int64),
+            nonzero,
+            gap_bits,
+        )
     if levels is not None:
         out += _levels_candidates(array, levels, base, nonzero, gap_bits)
     return out
@@ -220,15 +243,26 @@ def _levels_candidates(array, levels, base, nonzero, gap_bits):
     if scale is None:
         return []  # levels·scale is not this tensor (e.g. latent, not materialised, weights)
     low = int(level_values.min())
-    meta = {**base, "encoding": "levels", "low": low,
-            "alphabet": int(level_values.max()) - low + 1, "scale_shape": list(scale.shape)}
+    meta = {
+        **base,
+        "encoding": "levels",
+        "low": low,
+        "alphabet": int(level_values.max()) - low + 1,
+        "scale_shape": list(scale.shape),
+    }
     # Sparse layout: positions with a nonzero *level* (level 0 decodes to ±0 exactly as stored).
     level_nonzero = level_values.ravel() != 0
     if low > 0 or int(level_values.max()) < 0:
         level_nonzero = np.ones_like(level_nonzero)
-    return _layout_candidates("levels", Stage.SHARE, meta,
-                              {"scale": scale.astype("<f4").tobytes()},
-                              level_values.ravel() - low, level_nonzero, gap_bits)
+    return _layout_candidates(
+        "levels",
+        Stage.SHARE,
+        meta,
+        {"scale": scale.astype("<f4").tobytes()},
+        level_values.ravel() - low,
+        level_nonzero,
+        gap_bits,
+    )
 
 
 def _exact_scale(array, level_values, scale):
@@ -249,8 +283,9 @@ def _exact_scale(array, level_values, scale):
     else:
         picked_levels, picked_values = flat_levels[pick], flat_array[pick]
     with np.errstate(divide="ignore", invalid="ignore"):
-        recovered = np.where(picked_levels != 0, picked_values / picked_levels.astype(np.float32),
-                             scale).astype(np.float32)
+        recovered = np.where(
+            picked_levels != 0, picked_values / picked_levels.astype(np.float32), scale
+        ).astype(np.float32)
     return recovered if _reproduces(array, level_values, recovered) else None
 
 
@@ -279,8 +314,9 @@ def canonical_zeros(array) -> np.ndarray:
     return np.where(array == 0, np.zeros((), array.dtype), array)
 
 
-def choose(array, *, levels=None, gap_bits: int | None = None,
-           max_stage: Stage = Stage.HUFFMAN) -> Encoding:
+def choose(
+    array, *, levels=None, gap_bits: int | None = None, max_stage: Stage = Stage.HUFFMAN
+) -> Encoding:
     """The smallest candidate allowed at `max_stage` (ties go to the earlier stage)."""
     found = candidates(array, levels=levels, gap_bits=gap_bits)
     sizes: dict[tuple[str, Stage], int] = {}
@@ -292,7 +328,8 @@ def choose(array, *, levels=None, gap_bits: int | None = None,
     array = np.asarray(array)
     decoded = decode(chosen.meta, chosen.sections)
     if decoded.dtype != array.dtype or not np.array_equal(
-            _bits(decoded.ravel()), _bits(np.ascontiguousarray(array).ravel())):
+        _bits(decoded.ravel()), _bits(np.ascontiguousarray(array).ravel())
+    ):
         raise RuntimeError(f"kbnn bug: encoding {chosen.name!r} does not reproduce the tensor")
     return Encoding(chosen, sizes, found)
 
@@ -312,8 +349,10 @@ def decode(meta: dict, sections: dict[str, bytes | memoryview]) -> np.ndarray:
     if encoding == "raw":
         data = sections["data"]
         if len(data) != size * dtype.itemsize:
-            raise StreamError(f"raw tensor of {size} × {dtype} needs {size * dtype.itemsize} "
-                              f"bytes, has {len(data)}")
+            raise StreamError(
+                f"raw tensor of {size} × {dtype} needs {size * dtype.itemsize} "
+                f"bytes, has {len(data)}"
+            )
         return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
     if dtype != np.float32:
         raise StreamError(f"encoding {encoding!r} is only defined for float32, not {dtype}")

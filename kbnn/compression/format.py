@@ -123,16 +123,18 @@ def _quantizer_levels(model: tf.keras.Model) -> dict[int, tuple[np.ndarray, np.n
     return out
 
 
-def encode_model(model: tf.keras.Model, *, max_stage: enc.Stage = enc.Stage.HUFFMAN,
-                 gap_bits: int | None = None) -> list[TensorReport]:
+def encode_model(
+    model: tf.keras.Model, *, max_stage: enc.Stage = enc.Stage.HUFFMAN, gap_bits: int | None = None
+) -> list[TensorReport]:
     """The smallest exact encoding allowed at `max_stage` of every weight of `model`."""
     levels = _quantizer_levels(model)
     reports = []
     for weight in model.weights:
         value = np.asarray(weight.numpy())
         variable = klayers.latent_variable(weight)
-        choice = enc.choose(value, levels=levels.get(id(variable)), gap_bits=gap_bits,
-                            max_stage=max_stage)
+        choice = enc.choose(
+            value, levels=levels.get(id(variable)), gap_bits=gap_bits, max_stage=max_stage
+        )
         nonzeros = int(np.count_nonzero(value)) if value.dtype.kind in "fiub" else value.size
         reports.append(TensorReport(weight.name, tuple(value.shape), nonzeros, choice))
     return reports
@@ -141,23 +143,28 @@ def encode_model(model: tf.keras.Model, *, max_stage: enc.Stage = enc.Stage.HUFF
 def _check_saveable(model) -> None:
     if not isinstance(model, tf.keras.Model):
         raise UsageError(f"save_compressed expects a tf.keras.Model, got {type(model).__name__}")
-    functional = isinstance(model, tf.keras.Sequential) or getattr(model, "_is_graph_network",
-                                                                    False)
+    functional = isinstance(model, tf.keras.Sequential) or getattr(
+        model, "_is_graph_network", False
+    )
     if not functional:
-        raise UsageError(f"model {model.name!r} is a subclassed model; only Sequential and "
-                         "functional models can be saved compressed (their config rebuilds them)")
+        raise UsageError(
+            f"model {model.name!r} is a subclassed model; only Sequential and "
+            "functional models can be saved compressed (their config rebuilds them)"
+        )
 
 
-def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
-                    huffman: bool = True) -> SaveReport:
+def save_compressed(
+    model: tf.keras.Model, path, *, gap_bits: int | None = None, huffman: bool = True
+) -> SaveReport:
     """Write `model` to `path` in the exact `.kbz` format; returns what was stored.
 
     Wrappers from `prune_low_magnitude` / `share_weights` are stripped first. Each tensor
     takes its smallest exact encoding; `huffman=False` keeps every stream fixed-width.
     """
     _check_saveable(model)
-    if gap_bits is not None and (isinstance(gap_bits, bool) or not isinstance(gap_bits, int)
-                                 or not 1 <= gap_bits <= 16):
+    if gap_bits is not None and (
+        isinstance(gap_bits, bool) or not isinstance(gap_bits, int) or not 1 <= gap_bits <= 16
+    ):
         raise UsageError(f"gap_bits: expected an integer in 1..16 or None, got {gap_bits!r}")
     model = strip_wrappers(model)
     config = json.loads(model.to_json())
@@ -178,10 +185,18 @@ def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
             sections[name] = [len(payload), len(data), zlib.crc32(data)]
             payload += data
         records.append({"name": tensor.name, "meta": chosen.meta, "sections": sections})
-    header = zlib.compress(json.dumps({
-        "format": "kbnn-compressed-model", "kbnn_version": kbnn.__version__,
-        "model": config, "tensors": records,
-    }, separators=(",", ":")).encode("utf-8"), 9)
+    header = zlib.compress(
+        json.dumps(
+            {
+                "format": "kbnn-compressed-model",
+                "kbnn_version": kbnn.__version__,
+                "model": config,
+                "tensors": records,
+            },
+            separators=(",", ":"),
+        ).encode("utf-8"),
+        9,
+    )
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header), zlib.crc32(header), len(payload))
     body = prefix + header + bytes(payload)
     blob = body + hashlib.sha256(body).digest()
@@ -192,24 +207,26 @@ def save_compressed(model: tf.keras.Model, path, *, gap_bits: int | None = None,
 
 def _parse(blob: bytes, where: str) -> tuple[dict, memoryview]:
     """Validate framing and checksums; returns `(header dict, payload view)`."""
-    if len(blob) < len(MAGIC) or blob[:len(MAGIC)] != MAGIC:
+    if len(blob) < len(MAGIC) or blob[: len(MAGIC)] != MAGIC:
         if MAGIC.startswith(blob):
             raise TruncatedFileError(f"{where}: truncated ({len(blob)} bytes, no complete header)")
         raise NotCompressedFileError(f"{where}: not a kbnn compressed model (bad magic bytes)")
     if len(blob) < _PREFIX.size:
-        raise TruncatedFileError(f"{where}: truncated ({len(blob)} bytes, the fixed header "
-                                 f"alone is {_PREFIX.size})")
+        raise TruncatedFileError(
+            f"{where}: truncated ({len(blob)} bytes, the fixed header alone is {_PREFIX.size})"
+        )
     _, version, _, header_len, header_crc, payload_len = _PREFIX.unpack_from(blob)
     if version > FORMAT_VERSION or version == 0:
         raise UnsupportedVersionError(
             f"{where}: format version {version}; this kbnn ({kbnn.__version__}) reads versions "
-            f"1..{FORMAT_VERSION} — upgrade kbnn")
+            f"1..{FORMAT_VERSION} — upgrade kbnn"
+        )
     expected = _PREFIX.size + header_len + payload_len + _DIGEST_BYTES
     if len(blob) < expected:
         raise TruncatedFileError(f"{where}: truncated: {len(blob)} of {expected} bytes")
     if len(blob) > expected:
         raise CorruptFileError(f"{where}: {len(blob) - expected} unexpected bytes after the end")
-    header_bytes = blob[_PREFIX.size:_PREFIX.size + header_len]
+    header_bytes = blob[_PREFIX.size : _PREFIX.size + header_len]
     if zlib.crc32(header_bytes) != header_crc:
         raise CorruptFileError(f"{where}: header checksum (CRC-32) mismatch — the file is corrupt")
     try:
@@ -217,19 +234,21 @@ def _parse(blob: bytes, where: str) -> tuple[dict, memoryview]:
     except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CorruptFileError(f"{where}: header cannot be decoded ({err})") from err
     body_end = expected - _DIGEST_BYTES
-    payload = memoryview(blob)[_PREFIX.size + header_len:body_end]
+    payload = memoryview(blob)[_PREFIX.size + header_len : body_end]
     if hashlib.sha256(memoryview(blob)[:body_end]).digest() != blob[body_end:]:
         bad = _failing_section(header, payload)
-        raise CorruptFileError(f"{where}: checksum mismatch" +
-                               (f" in {bad}" if bad else " (SHA-256 of the file)") +
-                               " — the file is corrupt")
+        raise CorruptFileError(
+            f"{where}: checksum mismatch"
+            + (f" in {bad}" if bad else " (SHA-256 of the file)")
+            + " — the file is corrupt"
+        )
     return header, payload
 
 
 def _failing_section(header: dict, payload: memoryview) -> str | None:
     for record in header.get("tensors", []):
         for name, (offset, length, crc) in record.get("sections", {}).items():
-            if zlib.crc32(payload[offset:offset + length]) != crc:
+            if zlib.crc32(payload[offset : offset + length]) != crc:
                 return f"tensor {record.get('name')!r} (section {name!r})"
     return None
 
@@ -247,10 +266,12 @@ def read_compressed(path) -> tuple[dict, list[np.ndarray]]:
         for record in records:
             sections = {}
             for name, (offset, length, crc) in record["sections"].items():
-                data = payload[offset:offset + length]
+                data = payload[offset : offset + length]
                 if len(data) != length or zlib.crc32(data) != crc:
-                    raise CorruptFileError(f"{where}: section {name!r} of tensor "
-                                           f"{record['name']!r} does not match its checksum")
+                    raise CorruptFileError(
+                        f"{where}: section {name!r} of tensor "
+                        f"{record['name']!r} does not match its checksum"
+                    )
                 sections[name] = data
             arrays.append(enc.decode(record["meta"], sections))
     except (StreamError, KeyError, TypeError, ValueError) as err:
@@ -270,15 +291,20 @@ def load_compressed(path, custom_objects: dict | None = None) -> tf.keras.Model:
     try:
         model = tf.keras.models.model_from_json(json.dumps(config), custom_objects=custom_objects)
     except (ValueError, TypeError, KeyError) as err:
-        raise ModelLoadError(f"{where}: the stored model config cannot be rebuilt ({err}); "
-                             "import the package that defines its custom layers first") from err
+        raise ModelLoadError(
+            f"{where}: the stored model config cannot be rebuilt ({err}); "
+            "import the package that defines its custom layers first"
+        ) from err
     weights = model.weights
     if len(weights) != len(arrays):
-        raise CorruptFileError(f"{where}: the model has {len(weights)} weights, the file "
-                               f"{len(arrays)}")
+        raise CorruptFileError(
+            f"{where}: the model has {len(weights)} weights, the file {len(arrays)}"
+        )
     for weight, array in zip(weights, arrays, strict=True):
         if tuple(weight.shape) != array.shape:
-            raise CorruptFileError(f"{where}: weight {weight.name!r} has shape "
-                                   f"{tuple(weight.shape)}, the file {array.shape}")
+            raise CorruptFileError(
+                f"{where}: weight {weight.name!r} has shape "
+                f"{tuple(weight.shape)}, the file {array.shape}"
+            )
     model.set_weights(arrays)
     return model

@@ -97,7 +97,7 @@ def canonical_codes(lengths) -> np.ndarray:
 
 def _check_kraft(lengths: np.ndarray) -> None:
     used = lengths[lengths > 0]
-    if used.size and (used.max() > MAX_CODE_LENGTH or np.sum(2.0 ** -used) > 1.0):
+    if used.size and (used.max() > MAX_CODE_LENGTH or np.sum(2.0**-used) > 1.0):
         raise StreamError("Huffman code lengths do not form a prefix code")
 
 
@@ -122,8 +122,9 @@ class HuffmanCode:
     def encode(self, symbols) -> tuple[bytes, int]:
         """Code bits of `symbols`, packed MSB first; returns `(bytes, bit_count)`."""
         symbols = _as_symbols(symbols)
-        if symbols.size and (symbols.max() >= len(self.lengths) or
-                             (self.lengths[symbols] == 0).any()):
+        if symbols.size and (
+            symbols.max() >= len(self.lengths) or (self.lengths[symbols] == 0).any()
+        ):
             raise ValueError("a symbol to encode has no code")
         lens = self.lengths[symbols]
         codes = self.codes[symbols]
@@ -148,8 +149,8 @@ class HuffmanCode:
         for symbol in used:
             length = int(self.lengths[symbol])
             start = int(self.codes[symbol]) << (width - length)
-            table_sym[start:start + (1 << (width - length))] = symbol
-            table_len[start:start + (1 << (width - length))] = length
+            table_sym[start : start + (1 << (width - length))] = symbol
+            table_len[start : start + (1 << (width - length))] = length
         bits = unpack_bits(data, 8 * len(data))
         total_bits = bits.size
         bits = np.concatenate([bits, np.zeros(width, dtype=np.uint8)])
@@ -163,7 +164,7 @@ class HuffmanCode:
             # window[p] = the `width` bits starting at p, as an integer (one table index each).
             window = np.zeros(stop - pos, dtype=np.int64)
             for j in range(width):
-                window = (window << 1) | bits[pos + j: stop + j]
+                window = (window << 1) | bits[pos + j : stop + j]
             window = window.tolist()
             base = pos
             while pos < stop and len(out) < count:
@@ -220,8 +221,8 @@ def decode_stream(data: bytes | memoryview) -> np.ndarray:
     table_bytes = (size + 1) // 2
     if offset + table_bytes > len(data):
         raise StreamError("Huffman stream ends inside its code-length table")
-    code = HuffmanCode(_unpack_nibbles(data[offset:offset + table_bytes], size))
-    payload = data[offset + table_bytes:]
+    code = HuffmanCode(_unpack_nibbles(data[offset : offset + table_bytes], size))
+    payload = data[offset + table_bytes :]
     symbols, bits_read = code.decode(payload, count)
     if len(payload) != (bits_read + 7) // 8:
         raise StreamError(

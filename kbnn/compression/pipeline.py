@@ -61,15 +61,18 @@ class CompressionResult:
 
     def format(self) -> str:
         """The report as a text table, then notes (skipped encodings, file size)."""
-        header = (f"{'stage':<10} {'params':>9} {'nonzeros':>9} {'bits/w':>7} {'bytes':>10} "
-                  f"{'ratio':>7} {'accuracy':>9}")
+        header = (
+            f"{'stage':<10} {'params':>9} {'nonzeros':>9} {'bits/w':>7} {'bytes':>10} "
+            f"{'ratio':>7} {'accuracy':>9}"
+        )
         lines = [header, "-" * len(header)]
         for row in self.stages:
             accuracy = "" if row.accuracy is None else f"{100 * row.accuracy:.2f}%"
             lines.append(
                 f"{row.stage:<10} {row.params:>9,} {row.nonzeros:>9,} "
                 f"{row.bits_per_weight:>7.2f} {row.bytes:>10,} "
-                f"{self.baseline_bytes / row.bytes:>6.1f}x {accuracy:>9}")
+                f"{self.baseline_bytes / row.bytes:>6.1f}x {accuracy:>9}"
+            )
         for row in self.stages:
             lines += [f"  {row.stage}: {note}" for note in row.notes]
         lines += [f"  {note}" for note in self.notes]
@@ -78,7 +81,8 @@ class CompressionResult:
                 f"  file {self.saved.path}: {self.saved.file_bytes:,} bytes (weights "
                 f"{self.saved.payload_bytes:,} + model config {self.saved.header_bytes:,} + "
                 f"framing), {self.baseline_bytes / self.saved.file_bytes:.1f}x the float32 "
-                "weights")
+                "weights"
+            )
         return "\n".join(lines)
 
 
@@ -88,8 +92,7 @@ class CompressionResult:
 def _outputs_probabilities(model: tf.keras.Model) -> bool:
     last = model.layers[-1]
     activation = getattr(last, "activation", None)
-    return activation is tf.keras.activations.softmax or (
-        isinstance(last, tf.keras.layers.Softmax))
+    return activation is tf.keras.activations.softmax or (isinstance(last, tf.keras.layers.Softmax))
 
 
 def default_compile(learning_rate: float = 1e-4) -> Callable[[tf.keras.Model], None]:
@@ -97,9 +100,11 @@ def default_compile(learning_rate: float = 1e-4) -> Callable[[tf.keras.Model], N
 
     def compile_model(model: tf.keras.Model) -> None:
         loss = tf.keras.losses.SparseCategoricalCrossentropy(
-            from_logits=not _outputs_probabilities(model))
-        model.compile(optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss,
-                      metrics=["accuracy"])
+            from_logits=not _outputs_probabilities(model)
+        )
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"]
+        )
 
     return compile_model
 
@@ -120,14 +125,23 @@ def accuracy(model: tf.keras.Model, data) -> float:
 def _steps_per_epoch(data) -> int:
     steps = int(data.cardinality()) if hasattr(data, "cardinality") else -1
     if steps < 1:
-        raise ValueError("train data must be a finite tf.data.Dataset of batches with a known "
-                         "cardinality (do not .repeat() it)")
+        raise ValueError(
+            "train data must be a finite tf.data.Dataset of batches with a known "
+            "cardinality (do not .repeat() it)"
+        )
     return steps
 
 
-def prune_and_retrain(model: tf.keras.Model, train_data, sparsity, *, rounds: int = 3,
-                      epochs_per_round: int = 1, compile_fn=None,
-                      verbose: int = 0) -> tf.keras.Model:
+def prune_and_retrain(
+    model: tf.keras.Model,
+    train_data,
+    sparsity,
+    *,
+    rounds: int = 3,
+    epochs_per_round: int = 1,
+    compile_fn=None,
+    verbose: int = 0,
+) -> tf.keras.Model:
     """Iterative pruning (Han et al. 2015): `rounds` prune → retrain rounds, growing threshold.
 
     Round r prunes each layer to 1 − (1 − s)^(r/R) of its weights (`iterative_targets`) and
@@ -135,13 +149,20 @@ def prune_and_retrain(model: tf.keras.Model, train_data, sparsity, *, rounds: in
     """
     targets = pruning.per_layer(sparsity, model, "sparsity")
     steps = _steps_per_epoch(train_data) * epochs_per_round
-    schedules = {name: pruning.IterativeSparsity(pruning.iterative_targets(float(s), rounds),
-                                                 steps_per_round=steps)
-                 for name, s in targets.items()}
+    schedules = {
+        name: pruning.IterativeSparsity(
+            pruning.iterative_targets(float(s), rounds), steps_per_round=steps
+        )
+        for name, s in targets.items()
+    }
     wrapped = pruning.prune_low_magnitude(model, schedules)
     (compile_fn or default_compile())(wrapped)
-    wrapped.fit(train_data, epochs=rounds * epochs_per_round, verbose=verbose,
-                callbacks=[pruning.UpdatePruningStep()])
+    wrapped.fit(
+        train_data,
+        epochs=rounds * epochs_per_round,
+        verbose=verbose,
+        callbacks=[pruning.UpdatePruningStep()],
+    )
     return pruning.strip_pruning(wrapped)
 
 
@@ -160,8 +181,13 @@ def _count(model: tf.keras.Model) -> tuple[int, int]:
 def _measure(name, model, stage, gap_bits, evaluate) -> tuple[StageReport, list]:
     tensors = fmt.encode_model(model, max_stage=stage, gap_bits=gap_bits)
     params, nonzeros = _count(model)
-    row = StageReport(name, params, nonzeros, sum(t.nbytes for t in tensors),
-                      evaluate(model) if evaluate else None)
+    row = StageReport(
+        name,
+        params,
+        nonzeros,
+        sum(t.nbytes for t in tensors),
+        evaluate(model) if evaluate else None,
+    )
     return row, tensors
 
 
@@ -175,15 +201,19 @@ def _stage_notes(tensors, stage: enc.Stage, what: str) -> list[str]:
             continue  # biases and normalisation parameters: not what the stages are for
         if stage == enc.Stage.HUFFMAN:
             for stream, (fixed, huff) in encoding.lost_huffman_streams().items():
-                notes.append(f"Huffman coding of {tensor.name} {stream} costs more than it "
-                             f"saves ({huff:,} B vs {fixed:,} B fixed-width): kept fixed-width")
+                notes.append(
+                    f"Huffman coding of {tensor.name} {stream} costs more than it "
+                    f"saves ({huff:,} B vs {fixed:,} B fixed-width): kept fixed-width"
+                )
             continue
         tried = {name: size for (name, st), size in encoding.sizes.items() if st == stage}
         if tried and encoding.chosen.stage < stage:
             best_name, best = min(tried.items(), key=lambda kv: kv[1])
-            notes.append(f"{what} ({best_name}) of {tensor.name} costs more than it saves "
-                         f"({best:,} B vs {encoding.chosen.nbytes:,} B {encoding.chosen.name}): "
-                         "skipped")
+            notes.append(
+                f"{what} ({best_name}) of {tensor.name} costs more than it saves "
+                f"({best:,} B vs {encoding.chosen.nbytes:,} B {encoding.chosen.name}): "
+                "skipped"
+            )
     if not used:
         notes.append(f"{what} costs more than it saves for every tensor: stage skipped")
     return notes
@@ -195,8 +225,10 @@ def _stage_notes(tensors, stage: enc.Stage, what: str) -> list[str]:
 def _check_identical(model, reloaded, data) -> None:
     x, _ = next(iter(data))
     if not np.array_equal(model(x, training=False).numpy(), reloaded(x, training=False).numpy()):
-        raise RuntimeError("kbnn bug: the model loaded from the compressed file computes "
-                           "different outputs than the compressed model")
+        raise RuntimeError(
+            "kbnn bug: the model loaded from the compressed file computes "
+            "different outputs than the compressed model"
+        )
 
 
 def _bits_per_layer(model, bits, conv_bits) -> dict[str, int]:
@@ -223,9 +255,13 @@ def _finetune(shared, data, epochs, compile_fn, verbose) -> None:
     Unshared kernels are frozen so that pruned zeros of layers whose sharing was skipped, and
     the latent weights of quantized layers, do not move.
     """
-    frozen = [layer for layer in shared.layers
-              if not isinstance(layer, sharing.SharedWeights) and layer.trainable
-              and klayers.kernel_attribute(layer) is not None]
+    frozen = [
+        layer
+        for layer in shared.layers
+        if not isinstance(layer, sharing.SharedWeights)
+        and layer.trainable
+        and klayers.kernel_attribute(layer) is not None
+    ]
     for layer in frozen:
         layer.trainable = False
     try:
@@ -271,9 +307,15 @@ class CompressionConfig:
 
 def _prune_stage(model, config, train_data, compile_fn, evaluate):
     if train_data is not None:
-        pruned = prune_and_retrain(model, train_data, config.sparsity, rounds=config.rounds,
-                                   epochs_per_round=config.epochs_per_round,
-                                   compile_fn=compile_fn, verbose=config.verbose)
+        pruned = prune_and_retrain(
+            model,
+            train_data,
+            config.sparsity,
+            rounds=config.rounds,
+            epochs_per_round=config.epochs_per_round,
+            compile_fn=compile_fn,
+            verbose=config.verbose,
+        )
     else:
         pruned = pruning.magnitude_prune(model, config.sparsity)
     row, tensors = _measure("pruned", pruned, enc.Stage.PRUNE, config.gap_bits, evaluate)
@@ -290,19 +332,29 @@ def _share_stage(model, config, finetune_data, compile_fn, evaluate):
         if _sharing_pays(kernel, layer_bits, config.gap_bits):
             chosen[name] = layer_bits
         else:
-            notes.append(f"weight sharing ({layer_bits} bits) of layer {name!r} "
-                         f"({kernel.size:,} weights) costs more than it saves: skipped")
+            notes.append(
+                f"weight sharing ({layer_bits} bits) of layer {name!r} "
+                f"({kernel.size:,} weights) costs more than it saves: skipped"
+            )
     if chosen:
         shared = sharing.share_weights(model, chosen)
         if finetune_data is not None and config.finetune_epochs:
-            _finetune(shared, finetune_data, config.finetune_epochs,
-                      config.finetune_compile_fn or compile_fn, config.verbose)
+            _finetune(
+                shared,
+                finetune_data,
+                config.finetune_epochs,
+                config.finetune_compile_fn or compile_fn,
+                config.verbose,
+            )
         model = sharing.strip_sharing(shared)
     # Quantized (binary/ternary/five-level) kernels: store q(W) as levels · scale.
     model, materialize_notes = quantized.materialize_quantized(model)
     row, tensors = _measure("shared", model, enc.Stage.SHARE, config.gap_bits, evaluate)
-    row.notes = notes + materialize_notes + _stage_notes(
-        tensors, enc.Stage.SHARE, "weight sharing / level coding")
+    row.notes = (
+        notes
+        + materialize_notes
+        + _stage_notes(tensors, enc.Stage.SHARE, "weight sharing / level coding")
+    )
     return model, row
 
 
@@ -354,6 +406,7 @@ def compress(
 
             def final_evaluate(_model, reloaded=reloaded):
                 return accuracy(reloaded, test_data)  # measured on the file's model
+
     if config.huffman:
         row, tensors = _measure("huffman", current, enc.Stage.HUFFMAN, gap_bits, final_evaluate)
         row.notes = _stage_notes(tensors, enc.Stage.HUFFMAN, "Huffman coding")

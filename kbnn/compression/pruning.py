@@ -72,15 +72,19 @@ class IterativeSparsity(sched.PruningSchedule):
             tf.logical_and(relative >= 0, round_index < rounds),
             tf.equal(tf.math.floormod(relative, self.steps_per_round), 0),
         )
-        sparsity = tf.gather(tf.constant(self.targets, tf.float32),
-                             tf.clip_by_value(round_index, 0, rounds - 1))
+        sparsity = tf.gather(
+            tf.constant(self.targets, tf.float32), tf.clip_by_value(round_index, 0, rounds - 1)
+        )
         return should_prune, sparsity
 
     def get_config(self):
         return {
             "class_name": type(self).__name__,
-            "config": {"targets": self.targets, "steps_per_round": self.steps_per_round,
-                       "begin_step": self.begin_step},
+            "config": {
+                "targets": self.targets,
+                "steps_per_round": self.steps_per_round,
+                "begin_step": self.begin_step,
+            },
         }
 
 
@@ -96,8 +100,11 @@ def iterative_targets(final_sparsity: float, rounds: int) -> list[float]:
     return [1.0 - (1.0 - final_sparsity) ** (r / rounds) for r in range(1, rounds + 1)]
 
 
-_SCHEDULES = {"ConstantSparsity": ConstantSparsity, "PolynomialDecay": PolynomialDecay,
-              "IterativeSparsity": IterativeSparsity}
+_SCHEDULES = {
+    "ConstantSparsity": ConstantSparsity,
+    "PolynomialDecay": PolynomialDecay,
+    "IterativeSparsity": IterativeSparsity,
+}
 
 
 class _MonotonePruning(pruning_impl.Pruning):
@@ -128,11 +135,13 @@ class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
         attribute = klayers.kernel_attribute(layer)
         if attribute is None:
             raise ValueError(
-                f"layer {layer.name!r} ({type(layer).__name__}) has no kernel kbnn can prune")
+                f"layer {layer.name!r} ({type(layer).__name__}) has no kernel kbnn can prune"
+            )
         if not klayers.quantizer_keeps_zero(klayers.kernel_quantizer(layer)):
             raise ValueError(
                 f"layer {layer.name!r} ({type(layer).__name__}) is not prunable: its kernel "
-                "quantizer maps a zero weight to a nonzero value, so pruning saves nothing")
+                "quantizer maps a zero weight to a nonzero value, so pruning saves nothing"
+            )
         if not hasattr(layer, "get_prunable_weights"):
             # What tfmot's PruneRegistry does for built-in layers, for any layer with a kernel
             # attribute (larq's Quant* layers included): prune the (latent) kernel.
@@ -152,8 +161,10 @@ class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
         )
         kernel = klayers.kernel_variable(self.layer)
         if not any(weight is kernel for weight, _, _ in self.pruning_vars):
-            raise ValueError(f"layer {self.layer.name!r}: get_prunable_weights() must return "
-                             f"its {self.kernel_attribute!r} variable")
+            raise ValueError(
+                f"layer {self.layer.name!r}: get_prunable_weights() must return "
+                f"its {self.kernel_attribute!r} variable"
+            )
 
     def kernel_mask(self) -> tf.Variable:
         """The mask variable of the layer's kernel."""
@@ -171,8 +182,13 @@ class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
                 return tf.no_op("update")
 
         def update_mask():
-            with tf.control_dependencies([tf.debugging.assert_greater_equal(
-                    self.pruning_step, np.int64(1), message=self._PRUNE_CALLBACK_ERROR_MSG)]):
+            with tf.control_dependencies(
+                [
+                    tf.debugging.assert_greater_equal(
+                        self.pruning_step, np.int64(1), message=self._PRUNE_CALLBACK_ERROR_MSG
+                    )
+                ]
+            ):
                 with tf.control_dependencies([self.pruning_obj.conditional_mask_update()]):
                     return tf.no_op("update")
 
@@ -192,7 +208,8 @@ class PruneLowMagnitude(pruning_wrapper.PruneLowMagnitude):
         config = dict(config)
         schedule = config.pop("pruning_schedule")
         config["pruning_schedule"] = tf.keras.utils.deserialize_keras_object(
-            schedule, custom_objects=_SCHEDULES)
+            schedule, custom_objects=_SCHEDULES
+        )
         config["layer"] = tf.keras.layers.deserialize(config.pop("layer"))
         return cls(**config)
 
@@ -218,8 +235,10 @@ def per_layer(value, model: tf.keras.Model, what: str) -> dict:
         for name in value:
             if not is_prunable(model.get_layer(name)):
                 layer = model.get_layer(name)
-                raise ValueError(f"{what}: layer {name!r} ({type(layer).__name__}) is not "
-                                 "prunable (no kernel, or its quantizer maps 0 to a nonzero)")
+                raise ValueError(
+                    f"{what}: layer {name!r} ({type(layer).__name__}) is not "
+                    "prunable (no kernel, or its quantizer maps 0 to a nonzero)"
+                )
         return dict(value)
     return {layer.name: value for layer in model.layers if is_prunable(layer)}
 
@@ -229,8 +248,10 @@ def check_functional(model) -> None:
     if not isinstance(model, tf.keras.Model):
         raise ValueError(f"expected a tf.keras.Model, got {type(model).__name__}")
     if not (isinstance(model, tf.keras.Sequential) or model._is_graph_network):  # noqa: SLF001
-        raise ValueError(f"model {model.name!r} is a subclassed model; only Sequential and "
-                         "functional models can be pruned or compressed")
+        raise ValueError(
+            f"model {model.name!r} is a subclassed model; only Sequential and "
+            "functional models can be pruned or compressed"
+        )
 
 
 def copy_model(model: tf.keras.Model) -> tf.keras.Model:
@@ -332,8 +353,11 @@ def sensitivity_scan(
     it to pick per-layer sparsities. `model` is left unchanged.
     """
     sparsities = [float(s) for s in sparsities]
-    names = list(layers) if layers is not None else [
-        layer.name for layer in model.layers if is_prunable(layer)]
+    names = (
+        list(layers)
+        if layers is not None
+        else [layer.name for layer in model.layers if is_prunable(layer)]
+    )
     per_layer(dict.fromkeys(names, 0.0), model, "layers")
     points = []
     for name in names:

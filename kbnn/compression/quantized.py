@@ -26,9 +26,13 @@ import tensorflow as tf
 
 def quantized_layers(model: tf.keras.Model) -> list[tf.keras.layers.Layer]:
     """Layers of `model` whose kernel is quantized on read (larq/kbnn Quant* layers)."""
-    return [layer for layer in model.layers
-            if klayers.kernel_attribute(layer) and klayers.kernel_quantizer(layer) is not None
-            and layer.built]
+    return [
+        layer
+        for layer in model.layers
+        if klayers.kernel_attribute(layer)
+        and klayers.kernel_quantizer(layer) is not None
+        and layer.built
+    ]
 
 
 def quantized_kernel(layer) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
@@ -56,8 +60,10 @@ def materialize_quantized(model: tf.keras.Model, rtol: float = 1e-4):
         quantized, _ = quantized_kernel(layer)
         requantized = np.asarray(klayers.kernel_quantizer(layer)(tf.constant(quantized)))
         if not np.allclose(requantized, quantized, rtol=rtol, atol=0.0):
-            notes.append(f"layer {layer.name!r}: its quantizer is not idempotent, so the latent "
-                         "kernel is kept (stored as float)")
+            notes.append(
+                f"layer {layer.name!r}: its quantizer is not idempotent, so the latent "
+                "kernel is kept (stored as float)"
+            )
             continue
         klayers.kernel_variable(layer).assign(quantized)
     return clone, notes
@@ -97,13 +103,17 @@ def level_statistics(model: tf.keras.Model) -> list[LevelStatistics]:
         counts = np.bincount(values - low, minlength=high - low + 1)
         stream = huffman.encode_stream(values - low, high - low + 1)
         stored = enc.choose(quantized, levels=levels).chosen
-        stats.append(LevelStatistics(
-            layer=layer.name, weights=values.size,
-            levels=tuple(range(low, high + 1)), counts=tuple(int(c) for c in counts),
-            entropy_bits_per_weight=huffman.entropy_bits(counts) / values.size,
-            huffman_bits_per_weight=8 * len(stream) / values.size,
-            fixed_bits_per_weight=float(max(1, (high - low).bit_length())),
-            stored_bits_per_weight=8 * stored.nbytes / values.size,
-            stored_encoding=stored.name,
-        ))
+        stats.append(
+            LevelStatistics(
+                layer=layer.name,
+                weights=values.size,
+                levels=tuple(range(low, high + 1)),
+                counts=tuple(int(c) for c in counts),
+                entropy_bits_per_weight=huffman.entropy_bits(counts) / values.size,
+                huffman_bits_per_weight=8 * len(stream) / values.size,
+                fixed_bits_per_weight=float(max(1, (high - low).bit_length())),
+                stored_bits_per_weight=8 * stored.nbytes / values.size,
+                stored_encoding=stored.name,
+            )
+        )
     return stats

@@ -110,12 +110,14 @@ class SharedWeights(tf.keras.layers.Wrapper):
         attribute = klayers.kernel_attribute(layer)
         if attribute is None:
             raise ValueError(
-                f"layer {layer.name!r} ({type(layer).__name__}) has no kernel to share")
+                f"layer {layer.name!r} ({type(layer).__name__}) has no kernel to share"
+            )
         if klayers.kernel_quantizer(layer) is not None:
             raise ValueError(
                 f"layer {layer.name!r} already quantizes its kernel "
                 f"({type(klayers.kernel_quantizer(layer)).__name__}); weight sharing applies to "
-                "float kernels — code quantized kernels by their levels instead")
+                "float kernels — code quantized kernels by their levels instead"
+            )
         if isinstance(bits, bool) or not isinstance(bits, int | np.integer) or not 1 <= bits <= 16:
             raise ValueError(f"`bits` must be an integer in 1..16, got {bits!r}")
         kwargs.setdefault("name", f"shared_{layer.name}")
@@ -128,19 +130,25 @@ class SharedWeights(tf.keras.layers.Wrapper):
         super().build(input_shape)
         kernel = klayers.kernel_variable(self.layer)
         self.centroids = self.add_weight(
-            "centroids", shape=(1 << self.bits,), dtype=kernel.dtype,
-            initializer="zeros", trainable=True)
+            "centroids",
+            shape=(1 << self.bits,),
+            dtype=kernel.dtype,
+            initializer="zeros",
+            trainable=True,
+        )
         self.indices = self.add_weight(
-            "indices", shape=kernel.shape, dtype=tf.int32, initializer="zeros",
-            trainable=False)
+            "indices", shape=kernel.shape, dtype=tf.int32, initializer="zeros", trainable=False
+        )
 
     def cluster(self) -> None:
         """Initialise codebook and indices by k-means of the wrapped layer's current kernel."""
         kernel = klayers.kernel_variable(self.layer).numpy()
         codebook, indices, zero_code = cluster_kernel(kernel, self.bits)
         if zero_code != self.zero_code:
-            raise ValueError(f"{self.name}: zero_code={self.zero_code} but the kernel "
-                             f"{'has' if zero_code else 'has no'} zeros")
+            raise ValueError(
+                f"{self.name}: zero_code={self.zero_code} but the kernel "
+                f"{'has' if zero_code else 'has no'} zeros"
+            )
         self.centroids.assign(np.pad(codebook, (0, (1 << self.bits) - codebook.size)))
         self.indices.assign(indices)
 
@@ -208,8 +216,7 @@ def share_weights(model: tf.keras.Model, bits) -> tf.keras.Model:
         if layer.name not in per_layer:
             return layer
         kernel = klayers.kernel_variable(layer).numpy()
-        return SharedWeights(layer, bits=per_layer[layer.name],
-                             zero_code=bool(np.any(kernel == 0)))
+        return SharedWeights(layer, bits=per_layer[layer.name], zero_code=bool(np.any(kernel == 0)))
 
     wrapped = tf.keras.models.clone_model(clone, clone_function=wrap)
     for layer in wrapped.layers:
@@ -220,10 +227,12 @@ def share_weights(model: tf.keras.Model, bits) -> tf.keras.Model:
 
 def is_shareable(layer: tf.keras.layers.Layer) -> bool:
     """A built float layer with a kernel (quantized kernels are coded by their levels)."""
-    return (not isinstance(layer, tf.keras.Model | tf.keras.layers.Wrapper)
-            and layer.built
-            and klayers.kernel_attribute(layer) is not None
-            and klayers.kernel_quantizer(layer) is None)
+    return (
+        not isinstance(layer, tf.keras.Model | tf.keras.layers.Wrapper)
+        and layer.built
+        and klayers.kernel_attribute(layer) is not None
+        and klayers.kernel_quantizer(layer) is None
+    )
 
 
 def strip_sharing(model: tf.keras.Model) -> tf.keras.Model:

@@ -69,8 +69,17 @@ def _kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def run(argv: Sequence[str], num_workers: int, *, timeout: float, log_dir=None, env=None,
-        cwd=None, stop_on_failure: bool = True, poll_interval: float = 0.2) -> list[WorkerResult]:
+def run(
+    argv: Sequence[str],
+    num_workers: int,
+    *,
+    timeout: float,
+    log_dir=None,
+    env=None,
+    cwd=None,
+    stop_on_failure: bool = True,
+    poll_interval: float = 0.2,
+) -> list[WorkerResult]:
     """Start `argv` `num_workers` times with the TF_CONFIG of worker 0..N-1 on 127.0.0.1, wait
     for all (at most `timeout` seconds), return one `WorkerResult` per worker.
 
@@ -95,11 +104,17 @@ def run(argv: Sequence[str], num_workers: int, *, timeout: float, log_dir=None, 
             log = log_dir / f"worker{index}.log"
             logs.append(log)
             with open(log, "wb") as handle:
-                processes.append(subprocess.Popen(
-                    list(argv), env={**base_env, "TF_CONFIG": tf_config(workers, index)},
-                    cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                ))
+                processes.append(
+                    subprocess.Popen(
+                        list(argv),
+                        env={**base_env, "TF_CONFIG": tf_config(workers, index)},
+                        cwd=cwd,
+                        stdout=handle,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         deadline = time.monotonic() + timeout
         stopped = set()
         while time.monotonic() < deadline:

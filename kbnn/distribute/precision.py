@@ -42,8 +42,14 @@ POLICY_CHOICES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 #: Kernel quantizers whose forward pass is a pure sign / identity: exact in 16 bits.
-SIGN_QUANTIZERS = (lq.quantizers.SteSign, lq.quantizers.ApproxSign, lq.quantizers.SwishSign,
-                   lq.quantizers.SteHeaviside, lq.quantizers.NoOp, StochasticSign)
+SIGN_QUANTIZERS = (
+    lq.quantizers.SteSign,
+    lq.quantizers.ApproxSign,
+    lq.quantizers.SwishSign,
+    lq.quantizers.SteHeaviside,
+    lq.quantizers.NoOp,
+    StochasticSign,
+)
 
 
 def check_policy(policy: str) -> str:
@@ -56,8 +62,10 @@ def float32_reason(layer: tf.keras.layers.Layer, *, is_output: bool = False) -> 
         return "model output: the loss needs float32 probabilities"
     quantizer = kernel_quantizer(layer)
     if quantizer is not None and not isinstance(quantizer, SIGN_QUANTIZERS):
-        return (f"kernel quantizer {type(quantizer).__name__} computes a data-dependent scale "
-                "(reduce_mean/max over the kernel), inexact or zero in 16 bits")
+        return (
+            f"kernel quantizer {type(quantizer).__name__} computes a data-dependent scale "
+            "(reduce_mean/max over the kernel), inexact or zero in 16 bits"
+        )
     return None
 
 
@@ -86,8 +94,11 @@ def with_precision(model: tf.keras.Model, policy: str = "mixed_float16") -> tf.k
         dtype = "float32" if float32_reason(layer, is_output=layer.name in outputs) else policy
         config["dtype"] = dtype
         for key, value in config.items():  # serialized quantizers carry their own dtype
-            if key.endswith("quantizer") and isinstance(value, dict) and \
-                    isinstance(value.get("config"), dict):
+            if (
+                key.endswith("quantizer")
+                and isinstance(value, dict)
+                and isinstance(value.get("config"), dict)
+            ):
                 value["config"]["dtype"] = dtype
         with _global_policy(dtype):  # quantizers created from strings follow the layer too
             return layer.__class__.from_config(config)
@@ -102,7 +113,8 @@ def loss_scale_optimizer(optimizer, policy: str):
     gradients underflow without it); unchanged for the other policies. Works for the legacy
     optimizers (larq's Bop/CaseOptimizer) too."""
     check_policy(policy)
-    if policy != "mixed_float16" or isinstance(optimizer,
-                                               tf.keras.mixed_precision.LossScaleOptimizer):
+    if policy != "mixed_float16" or isinstance(
+        optimizer, tf.keras.mixed_precision.LossScaleOptimizer
+    ):
         return optimizer
     return tf.keras.mixed_precision.LossScaleOptimizer(optimizer)

@@ -76,9 +76,7 @@ def tf_config(workers: list[str], index: int, *, task_type: str = "worker") -> s
     if not workers or not all(isinstance(w, str) and ":" in w for w in workers):
         raise fail("workers", "a non-empty list of 'host:port' strings", workers)
     check_int(index, "index", low=0, high=len(workers) - 1)
-    return json.dumps(
-        {"cluster": {"worker": workers}, "task": {"type": task_type, "index": index}}
-    )
+    return json.dumps({"cluster": {"worker": workers}, "task": {"type": task_type, "index": index}})
 
 
 def _check_tf_config() -> dict:

@@ -23,8 +23,9 @@ __all__ = [
 LR_SCALING_CHOICES = ("linear", "sqrt", "none")
 
 
-def scale_learning_rate(learning_rate: float, *, global_batch_size: int,
-                        reference_batch_size: int, rule: str = "sqrt") -> float:
+def scale_learning_rate(
+    learning_rate: float, *, global_batch_size: int, reference_batch_size: int, rule: str = "sqrt"
+) -> float:
     """The learning rate for `global_batch_size`, given one tuned at `reference_batch_size`.
 
     With `k = global_batch_size / reference_batch_size`:
@@ -52,6 +53,7 @@ def synchronize_batch_norm(model: tf.keras.Model) -> tf.keras.Model:
     instead of each replica's slice: Keras' `BatchNormalization(synchronized=True)`, and kbnn's
     `ShiftBatchNormalization(synchronized=True)` where that option exists. Identical to the
     original on one replica."""
+
     def clone(layer):
         config = layer.get_config()
         if isinstance(layer, tf.keras.layers.BatchNormalization):
