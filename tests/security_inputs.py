@@ -74,44 +74,44 @@ def _rewrite_zip_config(source: pathlib.Path, path: pathlib.Path, transform) -> 
     return path
 
 
-def _rename_class(config, old: str, new: str, module: str | None = None):
-    def walk(node):
+def _edit_dicts(config, edit):
+    """Apply `edit(node)` to every dict of a nested Keras config, in place; returns `config`."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") == old:
-                node["class_name"] = new
-                if module is not None:
-                    node["module"] = module
-                    node["registered_name"] = None
-            for value in node.values():
-                walk(value)
+            edit(node)
+            stack.extend(node.values())
         elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+            stack.extend(node)
     return config
+
+
+def _rename_class(config, old: str, new: str, module: str | None = None):
+    def edit(node):
+        if node.get("class_name") == old:
+            node["class_name"] = new
+            if module is not None:
+                node["module"] = module
+                node["registered_name"] = None
+
+    return _edit_dicts(config, edit)
 
 
 def _set_activation(config, module: str, function: str):
     """Every layer's activation becomes the plain function `module.function` (Keras v3 form)."""
+    plain_function = {
+        "module": module,
+        "class_name": "function",
+        "config": function,
+        "registered_name": function,
+    }
 
-    def walk(node):
-        if isinstance(node, dict):
-            if "activation" in node:
-                node["activation"] = {
-                    "module": module,
-                    "class_name": "function",
-                    "config": function,
-                    "registered_name": function,
-                }
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
+    def edit(node):
+        if "activation" in node:
+            node["activation"] = dict(plain_function)
 
-    walk(config)
-    return config
+    return _edit_dicts(config, edit)
 
 
 def _flip(source: pathlib.Path, path: pathlib.Path, offset: int) -> pathlib.Path:
