@@ -278,8 +278,10 @@ def _upscaled_digit(
 
 def golden_cases() -> list[GoldenCase]:
     """The drawings of the cross-language golden test: strokes, real digits, edge cases."""
-    from kbnn.data import mnist_sample
+    return [*_stroke_cases(), *_edge_cases(), *_mnist_cases(), *_random_stroke_cases()]
 
+
+def _stroke_cases() -> list[GoldenCase]:
     cases: list[GoldenCase] = []
     white = 0xFFFFFF
     seven = [[(60, 50), (215, 52), (120, 235)]]
@@ -325,6 +327,12 @@ def golden_cases() -> list[GoldenCase]:
             _stroke_canvas(720, 1080, [[(700, 100), (620, 600), (900, 620)]], 60, white),
         )
     )
+    return cases
+
+
+def _edge_cases() -> list[GoldenCase]:
+    cases: list[GoldenCase] = []
+    white = 0xFFFFFF
     cases.append(GoldenCase("empty_canvas", np.zeros((280, 280), np.uint32)))
     single = np.zeros((20, 30), np.uint32)
     single[7, 5] = 0xFFFFFFFF
@@ -348,6 +356,13 @@ def golden_cases() -> list[GoldenCase]:
             PreprocessingConfig(field=(32, 24), digit_box=16, scale=255.0, mean=0.1307, std=0.3081),
         )
     )
+    return cases
+
+
+def _mnist_cases() -> list[GoldenCase]:
+    from kbnn.data import mnist_sample
+
+    cases: list[GoldenCase] = []
     images, labels = mnist_sample()
     for k, (index, factor, offset) in enumerate(
         [(0, 10, (5, 30)), (1, 8, (60, 10)), (2, 9, (0, 0))]
@@ -367,6 +382,12 @@ def golden_cases() -> list[GoldenCase]:
                     invert=True,
                 )
             )
+    return cases
+
+
+def _random_stroke_cases() -> list[GoldenCase]:
+    cases: list[GoldenCase] = []
+    white = 0xFFFFFF
     for seed in range(3):
         rng = np.random.default_rng(seed)
         strokes = [

@@ -38,6 +38,49 @@ def register(subparsers) -> None:
         "interrupted command resumes from --output/backup.",
     )
     parser.add_argument("name", help="zoo model name (kbnn zoo list)")
+    _add_schedule_arguments(parser)
+    _add_distribution_arguments(parser)
+    _add_output_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kbnn._io import check_output_dir
+    from kbnn.zoo.training import train
+
+    for flag, folder in (("--output", args.output), ("--backup-dir", args.backup_dir)):
+        if folder is not None:
+            check_output_dir(folder, flag=flag)
+    result = train(
+        args.name,
+        strategy=args.strategy,
+        batch_size=args.batch_size,
+        per_replica_batch_size=args.per_replica_batch_size,
+        epochs=args.epochs,
+        optimizer=args.optimizer,
+        learning_rate=args.learning_rate,
+        lr_scaling=args.lr_scaling,
+        bn=args.bn,
+        sync_bn=args.sync_bn,
+        mixed_precision=args.mixed_precision,
+        output=args.output,
+        backup_dir=args.backup_dir,
+        backup_freq=args.backup_freq,
+        steps_per_epoch=args.steps_per_epoch,
+        validation_size=args.validation_size,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        tpu=args.tpu,
+        communication=args.communication,
+        flip_ratio=args.flip_ratio,
+        verbose=2 if args.quiet else 1,
+    )
+    if result.is_chief and result.test_accuracy is not None:
+        print(f"test accuracy: {result.test_accuracy:.4f}")
+    return 0
+
+
+def _add_schedule_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the model's recipe")
     batch = parser.add_mutually_exclusive_group()
     batch.add_argument(
@@ -79,6 +122,9 @@ def register(subparsers) -> None:
         default="batchnorm",
         help="batch normalisation: float or shift-based (BinaryNet)",
     )
+
+
+def _add_distribution_arguments(parser) -> None:
     parser.add_argument(
         "--strategy",
         choices=STRATEGY_CHOICES,
@@ -107,6 +153,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--tpu", default=None, help="TPU name or grpc:// address ('local' on a TPU VM)"
     )
+
+
+def _add_output_arguments(parser) -> None:
     parser.add_argument("--output", default=None, help="output folder (default runs/NAME)")
     parser.add_argument(
         "--backup-dir",
@@ -145,40 +194,3 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no bars")
-    parser.set_defaults(func=run)
-
-
-def run(args) -> int:
-    from kbnn._io import check_output_dir
-    from kbnn.zoo.training import train
-
-    for flag, folder in (("--output", args.output), ("--backup-dir", args.backup_dir)):
-        if folder is not None:
-            check_output_dir(folder, flag=flag)
-    result = train(
-        args.name,
-        strategy=args.strategy,
-        batch_size=args.batch_size,
-        per_replica_batch_size=args.per_replica_batch_size,
-        epochs=args.epochs,
-        optimizer=args.optimizer,
-        learning_rate=args.learning_rate,
-        lr_scaling=args.lr_scaling,
-        bn=args.bn,
-        sync_bn=args.sync_bn,
-        mixed_precision=args.mixed_precision,
-        output=args.output,
-        backup_dir=args.backup_dir,
-        backup_freq=args.backup_freq,
-        steps_per_epoch=args.steps_per_epoch,
-        validation_size=args.validation_size,
-        data_dir=args.data_dir,
-        seed=args.seed,
-        tpu=args.tpu,
-        communication=args.communication,
-        flip_ratio=args.flip_ratio,
-        verbose=2 if args.quiet else 1,
-    )
-    if result.is_chief and result.test_accuracy is not None:
-        print(f"test accuracy: {result.test_accuracy:.4f}")
-    return 0
