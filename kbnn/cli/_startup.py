@@ -60,7 +60,9 @@ def _stderr_captured():
     """Send file descriptor 2 to a temporary file; replay it only if the block fails."""
     sys.stderr.flush()
     saved = os.dup(2)
-    _STDERR_FD[0] = saved
+    previous = _STDERR_FD[0]
+    if previous == 2:  # else fd 2 is filter_native_logs' pipe: keep writing to the real stderr
+        _STDERR_FD[0] = saved
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
@@ -72,7 +74,7 @@ def _stderr_captured():
             raise
         finally:
             os.dup2(saved, 2)
-            _STDERR_FD[0] = 2
+            _STDERR_FD[0] = previous
             os.close(saved)
 
 
