@@ -2,6 +2,7 @@
 
     import kbnn.zoo
     model = kbnn.zoo.get("binarynet_mnist", weights="pretrained")  # compiled, offline
+    model = kbnn.zoo.load("binarynet_mnist")  # or kbnn.zoo.load("model.keras"): name or file
     kbnn.zoo.list_models(); kbnn.zoo.info("binarynet_mnist")
 
 Source lives in the repository's `zoo/` folder, installed as `kbnn.zoo`.
@@ -9,7 +10,7 @@ Source lives in the repository's `zoo/` folder, installed as `kbnn.zoo`.
 
 from __future__ import annotations
 
-from kbnn.zoo.api import available_weights, get, info
+from kbnn.zoo.api import available_weights, get, info, load
 from kbnn.zoo.registry import ModelSpec, Recipe, list_models, spec
 from kbnn.zoo.weights import WeightsDownloadError, WeightsIntegrityError
 
@@ -32,6 +33,7 @@ __all__ = [
     "get",
     "info",
     "list_models",
+    "load",
     "spec",
     "train",
 ]

@@ -1,15 +1,19 @@
-"""`get` and `info`: build a zoo model (optionally with weights) and describe it."""
+"""`get`, `load` and `info`: build a zoo model (optionally with weights), resolve a zoo name or
+a model file into a model, and describe a zoo model."""
 
 from __future__ import annotations
 
 import os
 
+from kbnn import _loading
 from kbnn._validation import check_choice, check_int, fail
 from kbnn.errors import ModelLoadError, UsageError
 from kbnn.zoo import cards, registry
 from kbnn.zoo import weights as weight_files
 
 PRETRAINED = "pretrained"
+RANDOM = "random"
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def get(
@@ -64,6 +68,59 @@ def get(
 
         compile_model(model)
     return model
+
+
+def load(ref, *, weights=PRETRAINED, compile=False, safe_mode=None):
+    """The model a user names: a zoo model NAME or a saved `.keras`/`.h5` FILE (every command's
+    one resolver, so names and files follow the same rules and errors everywhere).
+
+    A registered name wins: `get(ref, weights=...)`. Anything else is a path, opened by the
+    safe loader `kbnn._loading.load_model` (format from the file's bytes; Lambda layers and
+    unknown classes refused unless `safe_mode=False`; None follows the CLI's `--unsafe`).
+    A bare word that is neither a name nor an existing file, a missing path, a folder and a
+    file of the wrong format each raise one `KbnnError` that names `ref`.
+
+    Arguments:
+        ref: a name from `list_models()` or the path of a model file.
+        weights: for a zoo name: "pretrained" (default), "random" or None (random
+            initialisation, as `get`'s None), or a weights file; a model file brings its own
+            weights, so anything but "pretrained" is refused for it.
+        compile: compile like `get(compile=True)` (sparse categorical cross-entropy,
+            accuracy, Adam); the file's own training config is never loaded.
+        safe_mode: False loads a file without the checks (it warns); None: safe unless the
+            CLI's `--unsafe` is active.
+    """
+    if isinstance(ref, str) and ref in registry.list_models():
+        return get(ref, weights=None if weights == RANDOM else weights, compile=compile)
+    if not isinstance(ref, str | os.PathLike):
+        raise fail("model", "a zoo model name or a model file path", ref)
+    if weights != PRETRAINED:
+        raise UsageError(
+            f"weights={weights!r} applies to a zoo model name; model file {os.fspath(ref)!r} "
+            "brings its own weights"
+        )
+    if isinstance(ref, str) and not _looks_like_path(ref):
+        raise UsageError(
+            f"model {ref!r} is neither a zoo model name ({', '.join(registry.list_models())}) "
+            f"nor an existing model file ({'/'.join(MODEL_SUFFIXES)})"
+        )
+    model = _loading.load_model(ref, safe_mode=safe_mode)
+    if compile:
+        from kbnn.zoo.training import compile_model
+
+        compile_model(model)
+    return model
+
+
+def _looks_like_path(ref: str) -> bool:
+    """Whether a string that names no zoo model is meant as a file (so a missing one is
+    reported as a missing file, not as an unknown name)."""
+    separators = {os.sep, os.altsep, "/"} - {None}
+    return (
+        os.path.lexists(ref)
+        or ref.lower().endswith(MODEL_SUFFIXES)
+        or any(sep in ref for sep in separators)
+    )
 
 
 def _check_pretrained_compatible(entry, input_shape, num_classes, include_top, bn):

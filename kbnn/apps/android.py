@@ -117,39 +117,17 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _card_value(card, *keys):
-    """First present key of a zoo model card (a dict or an object), else None."""
-    for key in keys:
-        value = card.get(key) if isinstance(card, dict) else getattr(card, key, None)
-        if value is not None:
-            return value
-    return None
-
-
 def resolve_model(model_ref: str):
-    """A zoo name (pretrained weights) or a .keras/.h5 path → (Keras model, name, description)."""
-    is_path = (
-        model_ref.endswith((".keras", ".h5", ".hdf5"))
-        or os.sep in model_ref
-        or os.path.exists(model_ref)
-    )
-    if is_path:
-        from kbnn._loading import load_model
-
-        model = load_model(model_ref)
-        name = os.path.splitext(os.path.basename(model_ref))[0]
-        return model, name, f"{name} (from {os.path.basename(model_ref)})"
+    """(Keras model, name, description) of a zoo name (pretrained weights) or a .keras/.h5
+    file: `kbnn.zoo.load` plus the name and description the app shows."""
     from kbnn import zoo
 
-    model = zoo.get(model_ref, weights="pretrained")
-    description = model_ref
-    info = getattr(zoo, "info", None)
-    if info is not None:
-        card = info(model_ref)
-        paper = _card_value(card, "paper")
-        bits = _card_value(card, "bits")
-        description = ", ".join(str(p) for p in (model_ref, paper, bits) if p)
-    return model, model_ref, description
+    model = zoo.load(model_ref)
+    if model_ref in zoo.list_models():
+        entry = zoo.spec(model_ref)
+        return model, model_ref, ", ".join(p for p in (model_ref, entry.paper, entry.bits) if p)
+    name = os.path.splitext(os.path.basename(model_ref))[0]
+    return model, name, f"{name} (from {os.path.basename(model_ref)})"
 
 
 def _check_io(model) -> tuple[int, int, int]:

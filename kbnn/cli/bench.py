@@ -73,9 +73,10 @@ def run(args) -> int:
     if args.float_twin:
         flatbuffers["float twin"] = load_bytes(args.float_twin)
     elif args.model:
+        from kbnn import zoo
         from kbnn.converters.verify import check_matches
 
-        model = load_keras(args.model)
+        model = zoo.load(args.model)
         check_matches(model, flatbuffers["LCE"])
         flatbuffers["float twin"] = float_twin_flatbuffer(model)
     threads = sorted({1, args.threads})
@@ -100,22 +101,6 @@ def run(args) -> int:
     return 0
 
 
-def load_keras(spec: str):
-    """A .keras/.h5 file, or a zoo model NAME with its pretrained weights."""
-    from kbnn.cli.convert import load_model
-    from kbnn.errors import UsageError
-
-    if os.path.exists(spec) or spec.endswith((".keras", ".h5")):
-        return load_model(spec)
-    from kbnn import zoo
-
-    if spec not in zoo.list_models():
-        raise UsageError(f"--model: {spec!r} is neither a model file nor a zoo model name")
-    if zoo.available_weights(spec) is None:
-        raise UsageError(f"--model: zoo model {spec!r} has no pretrained weights; pass its file")
-    return zoo.get(spec, weights="pretrained")
-
-
 def bench_inputs(flatbuffer: bytes, count: int):
     """Real MNIST test digits (x / 255) for 28×28×1 inputs, else uniform [0, 1), seed 0."""
     from kbnn.converters.flatbuffer import read_flatbuffer
@@ -132,6 +117,7 @@ def bench_inputs(flatbuffer: bytes, count: int):
 
 
 def run_arm64(args) -> int:
+    from kbnn import zoo
     from kbnn.converters import arm64
     from kbnn.converters.flatbuffer import load_bytes
     from kbnn.errors import UsageError
@@ -143,7 +129,7 @@ def run_arm64(args) -> int:
     arm64.check_qemu()
     arm64.find_runner(args.runner)
     flatbuffer = load_bytes(args.flatbuffer)
-    model = load_keras(args.model) if args.model else None
+    model = zoo.load(args.model) if args.model else None
     report = arm64.compare(
         flatbuffer,
         bench_inputs(flatbuffer, args.samples),

@@ -21,14 +21,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kbnn.zoo.evaluation import evaluate_mnist, load_for_evaluation
+    from kbnn import zoo
+    from kbnn.zoo.evaluation import evaluate_mnist
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model, label = load_for_evaluation(args.model, weights=args.weights)
+    model = zoo.load(args.model, weights=args.weights or "pretrained")
     accuracy = evaluate_mnist(model, batch_size=args.batch_size)
     print(
-        f"{label}: test accuracy {accuracy:.4f} ({100 * accuracy:.2f}%) on MNIST test "
+        f"{args.model}: test accuracy {accuracy:.4f} ({100 * accuracy:.2f}%) on MNIST test "
         "(10,000 images)"
     )
     return 0

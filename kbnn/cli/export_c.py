@@ -26,23 +26,12 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _load(model_ref: str):
-    import os
-
-    if model_ref.endswith((".keras", ".h5", ".hdf5")) or os.sep in model_ref:
-        from kbnn._loading import load_model
-
-        return load_model(model_ref)
-    from kbnn import zoo
-
-    return zoo.get(model_ref, weights="pretrained", compile=False)
-
-
 def run(args) -> int:
+    from kbnn import zoo
     from kbnn.converters.c_export import check_prefix, export_c
 
     check_prefix(args.prefix)  # before any slow work
-    model = _load(args.model)
+    model = zoo.load(args.model)
     result = export_c(model, args.output, prefix=args.prefix, overwrite=args.force)
     layers = ", ".join(
         f"{layer.name} ({layer.in_format}->{layer.out_format})" for layer in result.network.layers

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
-
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def register(subparsers) -> None:
@@ -44,39 +40,20 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def load_model(name_or_path: str):
-    """A Keras model from a .keras/.h5 file, or `kbnn.zoo.get(name)` (pretrained if available)."""
-    from kbnn.errors import UsageError
+def load_model(ref: str):
+    """`kbnn.zoo.load(ref)`; a zoo model without shipped weights is counted randomly
+    initialised (said on stderr): bits, memory and energy depend on the architecture only."""
+    from kbnn import zoo
 
-    path = Path(name_or_path)
-    if path.suffix.lower() in MODEL_SUFFIXES or path.exists() or os.sep in name_or_path:
-        from kbnn._loading import load_model as safe_load
-
-        return safe_load(path)
-    try:
-        from kbnn import zoo
-    except ImportError as err:
-        raise UsageError(
-            f"{name_or_path!r} is not a .keras/.h5 file and kbnn.zoo is not available ({err})"
-        ) from err
-    get = getattr(zoo, "get", None)
-    if get is None:
-        raise UsageError(f"{name_or_path!r} is not a .keras/.h5 file and kbnn.zoo has no get()")
-    try:
-        return get(name_or_path, weights="pretrained")
-    except (FileNotFoundError, ValueError, LookupError, OSError) as err:
-        try:
-            model = get(name_or_path)  # unknown names raise the zoo's own error here
-        except LookupError as unknown:
-            raise UsageError(
-                f"{name_or_path!r} is neither a model file nor a zoo model ({unknown})"
-            ) from unknown
+    weights = "pretrained"
+    if ref in zoo.list_models() and zoo.available_weights(ref) is None:
         print(
-            f"kbnn summary: no pretrained weights for {name_or_path!r} ({err}); "
-            "counting a randomly initialised model",
+            f"kbnn summary: {ref!r} has no pretrained weights; counting a randomly "
+            "initialised model (histograms and unique kernels show random weights)",
             file=sys.stderr,
         )
-        return model
+        weights = "random"
+    return zoo.load(ref, weights=weights)
 
 
 def run(args) -> int:
