@@ -192,7 +192,10 @@ def _ops_cell(ops: dict[str, int], shown: int = 4) -> str:
 
 
 def expected_filter(layer) -> np.ndarray | None:
-    """`layer`'s quantized kernel in TFLite's filter layout, output channels first."""
+    """`layer`'s quantized kernel in TFLite's filter layout, output channels first.
+
+    Depthwise kernels come out as (C·M, kh, kw); TFLite stores them as (1, kh, kw, C·M), which
+    `_match_filter` transposes to this layout before comparing."""
     kernel = getattr(layer, "kernel", None)
     if kernel is None and hasattr(layer, "depthwise_kernel"):
         depthwise = klevels.quantized_kernel(layer)  # (kh, kw, C, M)
@@ -322,6 +325,8 @@ def _match_filter(flatbuffer, op: Operator, candidates, used: set[str]) -> str |
         return None
     if op.op == "LceBconv2d":
         actual = unpack_bconv_filter(actual)
+    elif op.op == "DEPTHWISE_CONV_2D" and actual.ndim == 4 and actual.shape[0] == 1:
+        actual = actual[0].transpose(2, 0, 1)  # TFLite (1, kh, kw, C·M) -> (C·M, kh, kw)
     found = [name for name, expected in candidates if _matches(op.op, actual, expected)]
     for name in found:
         if name not in used:
