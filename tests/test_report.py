@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 from helpers import randomize_weights
 
-
 DW_BN = "depthwise_batch_normalization_after_dw"
 
 
