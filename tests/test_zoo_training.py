@@ -110,3 +110,70 @@ def test_train_config_and_keyword_overrides_merge_before_anything_runs(tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.epochs = 3
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def _pretrained_binarynet_variables():
+    base = kbnn.zoo.get("binarynet_mnist", weights="pretrained", compile=False)
+    return {v.name.split(":")[0]: v.numpy() for layer in base.layers for v in layer.weights}
+
+
+def test_init_from_a_zoo_name_loads_its_pretrained_weights_by_layer_name():
+    """binarynet_s2_mnist has binarynet_mnist's layers (no pool1, conv1 at stride 2): every one of
+    its variables starts from the shipped binarynet_mnist weights."""
+    model = training.build_model_for_training("binarynet_s2_mnist", decay_steps=1)
+    training.load_initial_weights(model, "binarynet_mnist")
+    expected = _pretrained_binarynet_variables()
+    got = {v.name.split(":")[0]: v.numpy() for layer in model.layers for v in layer.weights}
+    assert set(got) == set(expected)
+    for name, value in got.items():
+        np.testing.assert_array_equal(value, expected[name], err_msg=name)
+
+
+def test_init_from_refuses_unusable_sources_before_anything_is_written(tmp_path):
+    from kbnn.errors import ModelLoadError, UsageError
+
+    model = training.build_model_for_training("binarynet_mcu_mnist", decay_steps=1)
+    with pytest.raises(UsageError, match="'quicknet' ships no pretrained weights"):
+        training.load_initial_weights(model, "quicknet")
+    with pytest.raises(UsageError, match="init_from: expected a zoo model with pretrained"):
+        training.load_initial_weights(model, str(tmp_path / "missing.npz"))
+    with pytest.raises(ModelLoadError, match=r"conv2/kernel has shape \(5, 5, 32, 64\)"):
+        training.load_initial_weights(model, "binarynet_mnist")
+    with pytest.raises(UsageError, match="init_from: expected"):
+        training.train("binarynet_mnist", output=tmp_path / "run", init_from="no_such_model")
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_init_from_starts_the_fit_from_those_weights(tmp_path):
+    """`train(..., init_from=NAME)`: one step at a tiny learning rate leaves the shipped ±1
+    kernels' signs in place (a random start would not have them)."""
+
+    def datasets(global_batch_size, strategy):
+        x = np.random.default_rng(0).random((8, 28, 28, 1), dtype=np.float32)
+        data = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 10)).batch(8).repeat()
+        return training.DataSplits(data, None, 1)
+
+    result = training.train(
+        "binarynet_s2_mnist",
+        init_from="binarynet_mnist",
+        datasets=datasets,
+        epochs=1,
+        learning_rate=1e-9,
+        output=tmp_path / "run",
+        flip_ratio=False,
+        verbose=0,
+    )
+    expected = _pretrained_binarynet_variables()
+    for name in ("conv1/kernel", "conv2/kernel", "dense1/kernel", "dense2/kernel"):
+        np.testing.assert_array_equal(
+            np.sign(result.model.get_layer(name.split("/")[0]).kernel.numpy()), expected[name]
+        )
+
+
+def test_cli_train_init_from_is_a_one_line_error(capsys, tmp_path):
+    from kbnn.cli import main
+
+    argv = ["train", "binarynet_s2_mnist", "--init-from", "quicknet", "--output", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'quicknet' ships no pretrained weights" in err

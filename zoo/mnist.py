@@ -70,6 +70,42 @@ def binarynet_mnist(
 
 
 @register(
+    paper="Courbariaux, Hubara et al., Binarized Neural Networks, NeurIPS 2016 (arXiv:1602.02830)",
+    dataset="mnist",
+    input_shape=MNIST_SHAPE,
+    num_classes=MNIST_CLASSES,
+    bits="W1A1 (first layer: float input, stride 2)",
+    expected_accuracy=0.9904,
+    expected_source="paper: BinaryNet MNIST 0.96% test error",
+    recipe=Recipe(epochs=15, batch_size=100),
+)
+def binarynet_s2_mnist(
+    *, input_shape=None, num_classes=MNIST_CLASSES, include_top=True, bn="batchnorm"
+):
+    """binarynet_mnist with a stride-2 stem, for ARM (Courbariaux, Hubara et al., "Binarized
+    Neural Networks", NeurIPS 2016; issue #14).
+
+    conv1 runs at stride 2 and pool1 is gone: the first layer, a float convolution on the
+    image, computes 14×14 outputs instead of 28×28 and a 2×2 max over them, 4× fewer. The
+    layers and names are binarynet_mnist's, so its weights initialise this model
+    (`kbnn train binarynet_s2_mnist --init-from binarynet_mnist`). Expected accuracy: >= 99.0%
+    (binarynet_mnist's).
+    """
+    inputs = _input(input_shape)
+    x = blocks.binary_conv(32, 5, strides=2, name="conv1", binary_input=False)(inputs)
+    x = blocks.batch_norm(bn, name="bn1")(x)
+    x = blocks.binary_conv(64, 5, name="conv2")(x)
+    x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
+    x = blocks.batch_norm(bn, name="bn2")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = blocks.binary_dense(256, name="dense1")(x)
+    x = blocks.batch_norm(bn, name="bn3")(x)
+    if include_top:
+        x = _top(x, num_classes, bn, blocks.binary_dense)
+    return tf.keras.Model(inputs, x, name="binarynet_s2_mnist")
+
+
+@register(
     paper="Li & Liu, Ternary Weight Networks, 2016 (arXiv:1605.04711)",
     dataset="mnist",
     input_shape=MNIST_SHAPE,

@@ -43,7 +43,8 @@ from kbnn.distribute.training import (
 from kbnn.errors import UsageError
 from kbnn.kernels import quantized_kernel_layers
 from kbnn.plotting import plot_training_curves, plot_weight_histograms
-from kbnn.zoo import registry
+from kbnn.zoo import cards, registry
+from kbnn.zoo import weights as weight_files
 from kbnn.zoo.api import get
 from kbnn.zoo.evaluation import evaluate_mnist
 
@@ -289,6 +290,9 @@ class TrainConfig:
     callbacks: extra Keras callbacks. flip_ratio: track larq's latent-weight flip ratio per
         quantized kernel (`kbnn.analysis.enable_flip_ratio`): `flip_ratio/<layer>` in the
         history, the CSV log, TensorBoard and the curves plot.
+    init_from: start from these weights instead of a random initialisation (fine-tuning): a
+        zoo name with pretrained weights, or a weights file (`load_weights_file`); matched by
+        layer name, every variable of the model must be in it with its shape.
     """
 
     strategy: object = "default"
@@ -316,6 +320,7 @@ class TrainConfig:
     communication: str = "auto"
     flip_ratio: bool = True
     verbose: int = 1
+    init_from: object = None
 
     def check(self) -> None:
         """Reject bad values before anything is built (the recipe-dependent ones in `_plan`)."""
@@ -401,6 +406,8 @@ def _build(name: str, config: TrainConfig, plan: _Plan, steps: int) -> tf.keras.
             bn=config.bn,
             decay_steps=plan.epochs * steps,
         )
+        if config.init_from is not None:
+            load_initial_weights(model, config.init_from)
         opt = model.optimizer
         if config.sync_bn:
             model = synchronize_batch_norm(model)
@@ -411,6 +418,28 @@ def _build(name: str, config: TrainConfig, plan: _Plan, steps: int) -> tf.keras.
         if config.flip_ratio:
             enable_flip_ratio(model)
     return model
+
+
+def initial_weights_file(source) -> tuple[pathlib.Path, str | None]:
+    """(path, sha256 or None) of `init_from`: a zoo name's shipped weights or a file."""
+    if isinstance(source, str) and source in registry.list_models():
+        path = cards.packaged_weights(source)
+        if path is None:
+            raise UsageError(f"init_from: zoo model {source!r} ships no pretrained weights")
+        return path, cards.read_card(source)["sha256"]
+    if not isinstance(source, str | os.PathLike) or not os.path.isfile(source):
+        raise fail("init_from", "a zoo model with pretrained weights or a weights file", source)
+    return pathlib.Path(source), None
+
+
+def load_initial_weights(model, source) -> None:
+    """Fine-tuning start: assign the weights of `source` (`initial_weights_file`) to `model` by
+    layer name; every variable of `model` must be there with its shape (`kbnn.zoo.weights`)."""
+    path, sha256 = initial_weights_file(source)
+    if sha256 is not None:
+        weight_files.load_compact(model, path, sha256=sha256)
+    else:
+        weight_files.load_weights_file(model, path)
 
 
 def _fit(model, splits: DataSplits, config: TrainConfig, plan: _Plan, steps: int):
@@ -495,6 +524,8 @@ def train(name: str, config: TrainConfig | None = None, **overrides) -> Distribu
     config = dataclasses.replace(config or TrainConfig(), **overrides)
     registry.spec(name)  # an unknown name fails first
     config.check()
+    if config.init_from is not None:
+        initial_weights_file(config.init_from)
     plan = _plan(name, config)
     if plan.chief:
         plan.output.mkdir(parents=True, exist_ok=True)

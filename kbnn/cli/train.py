@@ -73,6 +73,7 @@ def run(args) -> int:
         tpu=args.tpu,
         communication=args.communication,
         flip_ratio=args.flip_ratio,
+        init_from=args.init_from,
         verbose=2 if args.quiet else 1,
     )
     if result.is_chief and result.test_accuracy is not None:
@@ -191,6 +192,13 @@ def _add_output_arguments(parser) -> None:
         dest="flip_ratio",
         action="store_false",
         help="do not track the latent-weight flip ratio per quantized kernel",
+    )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="NAME|FILE",
+        help="fine-tune: start from a zoo model's pretrained weights or a weights file "
+        "(matched by layer name) instead of a random initialisation",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="one line per epoch, no bars")
