@@ -27,6 +27,15 @@ KERNEL_OPTIONS: dict[str, bool] = {"use_indirect_bgemm": False}
 MIN_ARGMAX_AGREEMENT = 0.999
 RELATIVE_TOLERANCE = 1e-4
 
+#: A disagreeing sample is a sign tie, not a conversion error, when some value a sign quantizer
+#: reads lies within TIE_MARGIN · max(1, max |tensor|) of 0 (`sign_margins`). Keras and LCE
+#: round the values before a sign differently by up to 4.4e-6 relative (measured on reactnet_a;
+#: docs/converters.md, "Verification"), so such a sign can legitimately flip.
+TIE_MARGIN = 1e-5
+
+#: Batch size of the Keras reference: `Model.predict`'s default.
+PREDICT_BATCH_SIZE = 32
+
 
 def interpreter(flatbuffer: bytes, *, num_threads: int = 1, **options):
     """LCE's interpreter for `flatbuffer` with `KERNEL_OPTIONS` unless `options` override them."""
@@ -47,6 +56,8 @@ class OutputAgreement:
     argmax_agreement: float | None
     argmax_exact: float | None = None  # without counting float-tolerance ties as agreement
     within_tolerance: float = 1.0  # fraction of samples whose every value is within tolerance
+    judged_max_abs_diff: float = 0.0  # over the samples not excused as sign ties
+    judged_argmax_agreement: float | None = None  # likewise
 
     @property
     def tolerance(self) -> float:
@@ -56,11 +67,22 @@ class OutputAgreement:
 
 @dataclass
 class VerifyReport:
-    """Agreement between Keras and LCE's interpreter on the same inputs."""
+    """Agreement between Keras `predict` and LCE's interpreter on the same inputs.
+
+    A sample *disagrees* when some output value differs by more than the output's float
+    tolerance. A disagreeing sample is a *tie* (`ties`, excused) when some value a sign
+    quantizer reads in Keras lies within `tie_margin` (relative) of 0, where Keras' and LCE's
+    float rounding may pick different signs; any other disagreeing sample is a real
+    disagreement (`disagreements`) and fails verification. `outputs` hold statistics over all
+    samples and (`judged_*`) over the samples that are not ties."""
 
     samples: int
     outputs: list[OutputAgreement]
     kernel_options: dict = field(default_factory=dict)
+    ties: list[int] = field(default_factory=list)
+    disagreements: list[int] = field(default_factory=list)
+    tie_margin: float = TIE_MARGIN
+    reference: str = "Keras predict"
 
     @property
     def max_abs_diff(self) -> float:
@@ -71,11 +93,21 @@ class VerifyReport:
         values = [o.argmax_agreement for o in self.outputs if o.argmax_agreement is not None]
         return min(values) if values else None
 
+    @property
+    def judged_argmax_agreement(self) -> float | None:
+        """Argmax agreement over the samples that are not excused as sign ties."""
+        values = [
+            o.judged_argmax_agreement for o in self.outputs if o.judged_argmax_agreement is not None
+        ]
+        return min(values) if values else None
+
     def passed(self, *, min_argmax_agreement: float = MIN_ARGMAX_AGREEMENT) -> bool:
-        """Every output within its float tolerance and argmax agreement ≥ the minimum."""
-        close = all(o.max_abs_diff <= o.tolerance for o in self.outputs)
-        agreement = self.argmax_agreement
-        return close and (agreement is None or agreement >= min_argmax_agreement)
+        """No real disagreement, argmax agreement away from ties ≥ the minimum, and at least
+        one sample that is not a tie (a report made only of excused ties verified nothing)."""
+        if self.disagreements or len(self.ties) >= self.samples:
+            return False
+        agreement = self.judged_argmax_agreement
+        return agreement is None or agreement >= min_argmax_agreement
 
     def check(self, *, min_argmax_agreement: float = MIN_ARGMAX_AGREEMENT) -> VerifyReport:
         """Raise VerificationError unless `passed`; returns self for chaining."""
@@ -85,9 +117,22 @@ class VerifyReport:
 
     def summary(self) -> str:
         agreement = self.argmax_agreement
-        text = f"{self.samples} samples, max |diff| {self.max_abs_diff:.3g}"
+        text = f"{self.samples} samples vs {self.reference}, max |diff| {self.max_abs_diff:.3g}"
         if agreement is not None:
             text += f", argmax agreement {100 * agreement:.2f}%"
+        if self.ties:
+            text += (
+                f"; {len(self.ties)} disagreeing sample(s) at a sign tie, excused (a binarized "
+                f"input within {self.tie_margin:g} of 0): {_indices(self.ties)}"
+            )
+            if len(self.ties) >= self.samples:
+                text += "; no sample away from a tie, nothing verified: use other inputs"
+        if self.disagreements:
+            judged = max(o.judged_max_abs_diff for o in self.outputs)
+            text += (
+                f"; {len(self.disagreements)} real disagreement(s) away from sign ties, max "
+                f"|diff| {judged:.3g}: samples {_indices(self.disagreements)}"
+            )
         return text
 
     def __str__(self) -> str:
@@ -101,6 +146,7 @@ class VerifyReport:
                 "tolerance",
                 "samples within",
                 "argmax agree",
+                "max |diff| w/o ties",
             )
         ]
         for o in self.outputs:
@@ -114,10 +160,16 @@ class VerifyReport:
                     f"{o.tolerance:.3g}",
                     f"{100 * o.within_tolerance:.2f}%",
                     "" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%",
+                    f"{o.judged_max_abs_diff:.3g}",
                 )
             )
         verdict = "PASS" if self.passed() else "FAIL"
         return f"{format_table(rows)}\n{verdict}: {self.summary()}"
+
+
+def _indices(samples: list[int], shown: int = 10) -> str:
+    text = ", ".join(map(str, samples[:shown]))
+    return f"[{text}, … {len(samples) - shown} more]" if len(samples) > shown else f"[{text}]"
 
 
 def _as_inputs(model, x) -> list[np.ndarray]:
@@ -147,14 +199,18 @@ def _as_inputs(model, x) -> list[np.ndarray]:
     return result
 
 
-def keras_outputs(model, inputs: list[np.ndarray], batch_size: int = 256) -> list[np.ndarray]:
-    """Outputs of `model` at inference (training=False), as a list of arrays."""
-    batches = []
-    for start in range(0, inputs[0].shape[0], batch_size):
-        chunk = [array[start : start + batch_size] for array in inputs]
-        outputs = model(chunk if len(chunk) > 1 else chunk[0], training=False)
-        batches.append([np.asarray(o) for o in tf.nest.flatten(outputs)])
-    return [np.concatenate(parts) for parts in zip(*batches, strict=True)]
+def keras_outputs(
+    model, inputs: list[np.ndarray], batch_size: int = PREDICT_BATCH_SIZE
+) -> list[np.ndarray]:
+    """Outputs of `model.predict` (inference, as a compiled tf.function): what users get.
+
+    Eager `model(x)` can differ from it by float rounding (other kernels, other fusions), which
+    at a sign tie flips a sign (BinaryDenseNet28: 0.11 in the outputs), so the reference is
+    `predict`."""
+    outputs = model.predict(
+        inputs if len(inputs) > 1 else inputs[0], batch_size=batch_size, verbose=0
+    )
+    return [np.asarray(o) for o in tf.nest.flatten(outputs)]
 
 
 def lce_outputs(flatbuffer: bytes, inputs: list[np.ndarray], **options) -> list[np.ndarray]:
@@ -211,17 +267,59 @@ def check_matches(model, flatbuffer: bytes) -> None:
 
 
 def verify(model, flatbuffer: bytes, x, **kernel_options) -> VerifyReport:
-    """Run `x` through `model` (Keras, training=False) and `flatbuffer` (LCE's interpreter).
+    """Run `x` through `model` (Keras `predict`) and `flatbuffer` (LCE's interpreter).
 
     Reports per output the max and mean |diff|, the largest |Keras output| (the float
     tolerance scales with it) and, for outputs with more than one value per sample, the
-    fraction of samples whose argmax agrees. `kernel_options` override `KERNEL_OPTIONS`.
+    fraction of samples whose argmax agrees. Samples that disagree beyond tolerance are split
+    into sign ties (excused, `VerifyReport.ties`) and real disagreements. `kernel_options`
+    override `KERNEL_OPTIONS`.
     """
     if not isinstance(flatbuffer, bytes | bytearray):
         raise ValueError(f"`flatbuffer` must be bytes, got {type(flatbuffer).__name__}.")
     inputs = _as_inputs(model, x)
     reference = keras_outputs(model, inputs)
-    parsed = read_flatbuffer(bytes(flatbuffer))
+    actual = _flatbuffer_outputs(model, bytes(flatbuffer), inputs, reference, kernel_options)
+    pairs = [
+        (want.astype(np.float64), got.reshape(want.shape).astype(np.float64))
+        for want, got in zip(reference, actual, strict=True)
+    ]
+    disagreeing = np.zeros(len(inputs[0]), bool)
+    for want, got in pairs:
+        per_sample = np.abs(got - want).reshape(len(want), -1).max(axis=1, initial=0.0)
+        disagreeing |= ~(per_sample <= tolerance(want))  # NaN counts as disagreeing
+    ties, real = classify_disagreements(model, inputs, np.flatnonzero(disagreeing))
+    judged = np.ones(len(inputs[0]), bool)
+    judged[ties] = False
+    return VerifyReport(
+        samples=inputs[0].shape[0],
+        outputs=[_agreement(i, want, got, judged) for i, (want, got) in enumerate(pairs)],
+        kernel_options={**KERNEL_OPTIONS, **kernel_options},
+        ties=ties,
+        disagreements=real,
+    )
+
+
+def classify_disagreements(
+    model, inputs: list[np.ndarray], samples, margin: float = TIE_MARGIN
+) -> tuple[list[int], list[int]]:
+    """Split disagreeing `samples` (indices) into (sign ties, real disagreements).
+
+    A tie has a value that a sign quantizer reads within `margin` (relative, `sign_margins`)
+    of 0, computed in `predict`'s mode. Raw model inputs are excluded: Keras and LCE read
+    those exact same floats, so a sign of a model input cannot flip."""
+    samples = [int(i) for i in samples]
+    if not samples:
+        return [], []
+    subset = [array[samples] for array in inputs]
+    margins = sign_margins(model, subset, include_model_inputs=False)
+    ties = [i for i, m in zip(samples, margins, strict=True) if m < margin]
+    return ties, [i for i in samples if i not in set(ties)]
+
+
+def _flatbuffer_outputs(model, flatbuffer: bytes, inputs, reference, kernel_options):
+    """The flatbuffer's outputs on `inputs`, in the Keras model's output order."""
+    parsed = read_flatbuffer(flatbuffer)
     if len(parsed.main.inputs) != len(inputs):
         raise VerificationError(
             f"the flatbuffer has {len(parsed.main.inputs)} inputs, the model {len(inputs)}."
@@ -230,48 +328,43 @@ def verify(model, flatbuffer: bytes, x, **kernel_options) -> VerifyReport:
     input_order = parsed.io_positions(list(model.input_names), "inputs")
     ordered_inputs = [inputs[i] for i in input_order] if input_order else inputs
     _check_input_shapes(parsed.main, ordered_inputs)
-    actual = lce_outputs(bytes(flatbuffer), ordered_inputs, **kernel_options)
+    actual = lce_outputs(flatbuffer, ordered_inputs, **kernel_options)
     if len(actual) != len(reference):
         raise VerificationError(
             f"the flatbuffer has {len(actual)} outputs, the model {len(reference)}."
         )
     output_order = parsed.io_positions(list(model.output_names), "outputs")
-    if output_order:
-        by_keras = [None] * len(actual)
-        for flat_position, keras_position in enumerate(output_order):
-            by_keras[keras_position] = actual[flat_position]
-        actual = by_keras
-    else:
-        actual = _align_outputs(reference, actual)
-    outputs = []
-    for index, (want, got) in enumerate(zip(reference, actual, strict=True)):
-        got = got.reshape(want.shape).astype(np.float64)
-        want = want.astype(np.float64)
-        diff = np.abs(got - want)
-        per_sample = want.reshape(want.shape[0], -1)
-        per_sample_diff = diff.reshape(diff.shape[0], -1).max(axis=1)
-        within = float(np.mean(per_sample_diff <= tolerance(want)))
-        argmax = exact = None
-        if per_sample.shape[1] > 1:
-            rows = got.reshape(per_sample.shape)
-            argmax = argmax_agreement(per_sample, rows, tolerance(want))
-            exact = float(np.mean(per_sample.argmax(axis=1) == rows.argmax(axis=1)))
-        outputs.append(
-            OutputAgreement(
-                index=index,
-                shape=tuple(want.shape[1:]),
-                max_abs_diff=float(diff.max()),
-                mean_abs_diff=float(diff.mean()),
-                max_abs_reference=float(np.abs(want).max()),
-                argmax_agreement=argmax,
-                argmax_exact=exact,
-                within_tolerance=within,
-            )
-        )
-    return VerifyReport(
-        samples=inputs[0].shape[0],
-        outputs=outputs,
-        kernel_options={**KERNEL_OPTIONS, **kernel_options},
+    if not output_order:
+        return _align_outputs(reference, actual)
+    by_keras = [None] * len(actual)
+    for flat_position, keras_position in enumerate(output_order):
+        by_keras[keras_position] = actual[flat_position]
+    return by_keras
+
+
+def _agreement(index: int, want: np.ndarray, got: np.ndarray, judged: np.ndarray):
+    """`OutputAgreement` of one output; `judged` marks the samples that are not ties."""
+    diff = np.abs(got - want)
+    atol = tolerance(want)
+    per_sample = diff.reshape(len(diff), -1).max(axis=1, initial=0.0)
+    rows, got_rows = want.reshape(len(want), -1), got.reshape(len(got), -1)
+    argmax = exact = judged_argmax = None
+    if rows.shape[1] > 1:
+        argmax = argmax_agreement(rows, got_rows, atol)
+        exact = float(np.mean(rows.argmax(axis=1) == got_rows.argmax(axis=1)))
+        if judged.any():
+            judged_argmax = argmax_agreement(rows[judged], got_rows[judged], atol)
+    return OutputAgreement(
+        index=index,
+        shape=tuple(want.shape[1:]),
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        max_abs_reference=float(np.abs(want).max()),
+        argmax_agreement=argmax,
+        argmax_exact=exact,
+        within_tolerance=float(np.mean(per_sample <= atol)),
+        judged_max_abs_diff=float(per_sample[judged].max(initial=0.0)),
+        judged_argmax_agreement=judged_argmax,
     )
 
 
@@ -290,22 +383,46 @@ def argmax_agreement(reference: np.ndarray, actual: np.ndarray, atol: float) -> 
     return float(np.mean(chosen >= best - atol))
 
 
-def sign_margins(model, x, batch_size: int = 256) -> np.ndarray:
+def sign_margins(
+    model, x, batch_size: int = PREDICT_BATCH_SIZE, *, include_model_inputs: bool = True
+) -> np.ndarray:
     """Per sample, how far every value a sign quantizer reads is from the tie at 0.
 
     For each tensor t that a ±1 input quantizer (`ste_sign`, `approx_sign`, …) or a sign layer
     (`kbnn.layers.Sign`) reads, and each sample, the relative margin is min |t| / max(1, max |t|)
     over that sample's values; the result is the smallest over all such tensors, shape
-    (samples,). Keras and LCE compute the values before a sign in float32 in different orders
-    (LCE's binary convolutions fold K − 2·popcount into their float bias, an absolute rounding
-    error of a few 1e-6 · K·|multiplier|), so a sample whose margin is below ~1e-5 can take
-    another sign in LCE than in Keras and legitimately disagree downstream; see
-    docs/converters.md, "Verification". Samples with larger margins must agree to float
-    tolerance. Models without sign inputs give +inf."""
+    (samples,), computed with `predict` (the mode `verify` compares in). Keras and LCE compute
+    the values before a sign in float32 in different orders (LCE's binary convolutions fold
+    K − 2·popcount into their float bias, an absolute rounding error of a few 1e-6 · K·|m|),
+    so a sample whose margin is below ~1e-5 (`TIE_MARGIN`) can take another sign in LCE than
+    in Keras and legitimately disagree downstream; see docs/converters.md, "Verification".
+    Samples with larger margins must agree to float tolerance. `include_model_inputs=False`
+    skips quantizers that read a model input directly (both read the same floats). Models
+    without such sign inputs give +inf."""
     inputs = _as_inputs(model, x)
     if not is_flat(model) or any(len(layer._inbound_nodes) > 1 for layer in model.layers):
         model = rebuild(model)
-    tensors, seen = [], set()
+    tensors = _sign_inputs(model, include_model_inputs)
+    samples = inputs[0].shape[0]
+    if not tensors:
+        return np.full(samples, np.inf)
+    probe = tf.keras.Model(model.inputs, tensors)
+    margins = np.full(samples, np.inf)
+    for start in range(0, samples, batch_size):  # predict's mode, one batch at a time
+        chunk = [array[start : start + batch_size] for array in inputs]
+        values = probe.predict_on_batch(chunk if len(chunk) > 1 else chunk[0])
+        for value in tf.nest.flatten(values):
+            flat = np.abs(np.asarray(value, np.float64)).reshape(len(chunk[0]), -1)
+            scale = np.maximum(1.0, flat.max(axis=1))
+            part = margins[start : start + len(flat)]
+            np.minimum(part, flat.min(axis=1) / scale, out=part)
+    return margins
+
+
+def _sign_inputs(model, include_model_inputs: bool) -> list:
+    """The distinct tensors that sign quantizers and sign layers of the flat `model` read."""
+    skipped = set() if include_model_inputs else {id(t) for t in model.inputs}
+    tensors, seen = [], set(skipped)
     for layer in model.layers:
         if input_encoding(layer).kind != "sign" and not is_sign_quantizer(layer):
             continue
@@ -314,20 +431,7 @@ def sign_margins(model, x, batch_size: int = 256) -> np.ndarray:
             continue
         seen.add(id(tensor))
         tensors.append(tensor)
-    samples = inputs[0].shape[0]
-    if not tensors:
-        return np.full(samples, np.inf)
-    probe = tf.keras.Model(model.inputs, tensors)
-    margins = np.full(samples, np.inf)
-    for start in range(0, samples, batch_size):
-        chunk = [array[start : start + batch_size] for array in inputs]
-        values = probe(chunk if len(chunk) > 1 else chunk[0], training=False)
-        for value in tf.nest.flatten(values):
-            flat = np.abs(np.asarray(value, np.float64)).reshape(len(chunk[0]), -1)
-            scale = np.maximum(1.0, flat.max(axis=1))
-            part = margins[start : start + len(flat)]
-            np.minimum(part, flat.min(axis=1) / scale, out=part)
-    return margins
+    return tensors
 
 
 def _align_outputs(reference, actual):
