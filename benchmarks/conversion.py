@@ -3,8 +3,9 @@
 For every model: the float TFLite twin's bytes (TensorFlow's converter, quantizers removed),
 the LCE flatbuffer's bytes (kbnn.converters.convert), their ratio, agreement with Keras on
 random inputs, and single-sample latency (median / p90) in LCE's interpreter with the
-kernel options kbnn uses, against the float twin in TensorFlow Lite's interpreter (XNNPACK,
-its default). `--kernels` adds a sweep over LCE's interpreter options.
+kernel options kbnn uses, against the float twin on LiteRT (`ai_edge_litert`, through
+`kbnn.converters.interpreters`; `tf.lite.Interpreter` only where LiteRT is missing; XNNPACK, its
+default). `--kernels` adds a sweep over LCE's interpreter options.
 
 Weights are random (seeded): sizes and latencies do not depend on training. On x86 LCE's
 binary kernels are reference implementations; ARM (the target) is much faster.
