@@ -18,7 +18,7 @@ from kbnn.converters import passes
 from kbnn.converters.errors import ConversionError
 from kbnn.converters.flatbuffer import read_flatbuffer
 from kbnn.converters.graph import all_layers, check_graph_network
-from kbnn.converters.plan import check_supported
+from kbnn.converters.plan import check_supported, plan_cache
 from kbnn.converters.report import ConversionReport, build_report
 from kbnn.converters.verify import VerifyReport, verify
 from kbnn.errors import UsageError
@@ -163,18 +163,20 @@ def convert(
     check_supported(all_layers(model), allow_unknown=allow_unknown_layers)
     stages = _Stages(progress, total=4 if verify_with is not None else 3)
     try:
-        with stages.stage("rewriting graph (kbnn passes)"):
-            lowered = passes.lower(model)
-        with stages.stage("LCE conversion (SavedModel + MLIR)"):
-            flatbuffer = _lce_convert(lowered, target, input_type, output_type)
-        with stages.stage("reading flatbuffer back"):
-            parsed = read_flatbuffer(flatbuffer)
-            _check_io_types(parsed, input_type, output_type)
-            report = build_report(model, lowered, parsed)
-        conversion = Conversion(flatbuffer=flatbuffer, report=report, lowered_model=lowered)
-        if verify_with is not None:
-            with stages.stage("verifying in LCE's interpreter"):
-                conversion.verification = verify(model, flatbuffer, verify_with).check()
+        # One level plan per layer for the passes and the report, dropped on return.
+        with plan_cache():
+            with stages.stage("rewriting graph (kbnn passes)"):
+                lowered = passes.lower(model)
+            with stages.stage("LCE conversion (SavedModel + MLIR)"):
+                flatbuffer = _lce_convert(lowered, target, input_type, output_type)
+            with stages.stage("reading flatbuffer back"):
+                parsed = read_flatbuffer(flatbuffer)
+                _check_io_types(parsed, input_type, output_type)
+                report = build_report(model, lowered, parsed)
+            conversion = Conversion(flatbuffer=flatbuffer, report=report, lowered_model=lowered)
+            if verify_with is not None:
+                with stages.stage("verifying in LCE's interpreter"):
+                    conversion.verification = verify(model, flatbuffer, verify_with).check()
     finally:
         stages.close()
     return conversion

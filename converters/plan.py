@@ -2,16 +2,22 @@
 
 `plan_layer` is the single place that decides between LCE's binary convolution (`bconv`),
 binary planes (`planes`) and the float fallback; the graph passes and the conversion report
-both ask it, so what the report says is what the passes did.
+both ask it, so what the report says is what the passes did. Inside `plan_cache()` (which
+`convert` and `passes.lower` open) each distinct layer is analysed once per conversion.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import hashlib
+import json
 from dataclasses import dataclass
 
 from kbnn.converters import levels as klevels
 from kbnn.converters.errors import ConversionError
+from kbnn.kernels import latent_variable
 from kbnn.normalization import ShiftBatchNormalization
 
 import larq as lq
@@ -214,12 +220,26 @@ def plan_layer(layer) -> Lowering | None:
     """The lowering of one kernel layer, or None for layers without a kernel."""
     if not is_kernel_layer(layer):
         return None
+    return _analysis(layer)[0]
+
+
+def layer_levels(layer) -> klevels.KernelLevels | None:
+    """`levels.kernel_levels(layer)` for a layer with a `kernel`, the same object `plan_layer`
+    decided on (computed once per conversion inside `plan_cache()`)."""
+    return _analysis(layer)[1]
+
+
+def _analyse(layer) -> tuple[Lowering | None, klevels.KernelLevels | None]:
+    levels = klevels.kernel_levels(layer) if hasattr(layer, "kernel") else None
+    return (_plan(layer, levels) if is_kernel_layer(layer) else None), levels
+
+
+def _plan(layer, levels: klevels.KernelLevels | None) -> Lowering:
     encoding = klevels.input_encoding(layer)
     has_quantizer = any(
         getattr(layer, name, None) is not None
         for name in ("kernel_quantizer", "depthwise_quantizer", "pointwise_quantizer")
     )
-    levels = klevels.kernel_levels(layer) if hasattr(layer, "kernel") else None
     bits = levels.bits if levels is not None else 32
 
     def fallback(reason):
@@ -252,7 +272,7 @@ def plan_layer(layer) -> Lowering | None:
         return fallback("SAME padding with pad_values != 0 on k-bit inputs")
     if _dense_input_unknown(layer):
         return fallback("dense input shape is not fully known")
-    planes = len(klevels.weight_planes(levels.levels))
+    planes = klevels.plane_count(levels.levels)
     if getattr(layer, "xnor_input_scaling", False) and (planes > 1 or encoding.kind != "sign"):
         return fallback("XNOR input scaling is only lowered for binary weights and ±1 inputs")
     activation_bits = encoding.bits if encoding.kind == "unsigned" else 1
@@ -298,3 +318,80 @@ def _dense_input_unknown(layer) -> bool:
 
 def _kernel_quantizer_name(layer) -> str:
     return klevels.quantizer_name(getattr(layer, "kernel_quantizer", None))
+
+
+# ----------------------------------------------------------------------------------------------
+# One analysis per layer per conversion
+# ----------------------------------------------------------------------------------------------
+
+
+class _PlanCache:
+    """`_analyse` results by what decides them: every pass rebuilds (clones) the model, so a
+    layer is recognised by its class, config (name and quantizers included), input shape and a
+    SHA-256 of its weights' bytes, never by object identity. A value the config cannot spell
+    in JSON is keyed by its id and kept alive here, so the id cannot be reused."""
+
+    def __init__(self):
+        self.entries: dict[tuple, tuple] = {}
+        self.pinned: list = []
+        self.lookups = 0
+
+    def get(self, layer):
+        self.lookups += 1
+        key = self.key(layer)
+        if key not in self.entries:
+            self.entries[key] = _analyse(layer)
+        return self.entries[key]
+
+    def key(self, layer) -> tuple:
+        config = json.dumps(layer.get_config(), sort_keys=True, default=self._spell)
+        return (type(layer), config, _input_shape(layer), _weights_digest(layer))
+
+    def _spell(self, value):
+        if isinstance(value, np.generic | np.ndarray):
+            return value.tolist()
+        self.pinned.append(value)
+        return f"<{type(value).__qualname__} at {id(value):#x}>"
+
+
+_ACTIVE: contextvars.ContextVar[_PlanCache | None] = contextvars.ContextVar(
+    "kbnn_plan_cache", default=None
+)
+
+
+@contextlib.contextmanager
+def plan_cache():
+    """Within the block, `plan_layer` and `layer_levels` analyse each distinct layer once
+    (recovering the integer levels of a 37.7M-weight kernel takes seconds, and every pass and
+    the report ask again); a nested block shares the outer one's cache. Yields the cache."""
+    cache = _ACTIVE.get()
+    if cache is not None:
+        yield cache
+        return
+    cache = _PlanCache()
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
+
+
+def _analysis(layer):
+    cache = _ACTIVE.get()
+    return _analyse(layer) if cache is None else cache.get(layer)
+
+
+def _input_shape(layer) -> str | None:
+    try:
+        return repr(layer.input_shape)
+    except (AttributeError, RuntimeError):  # never called, or called on different shapes
+        return None
+
+
+def _weights_digest(layer) -> str:
+    digest = hashlib.sha256()
+    for variable in layer.weights:
+        value = np.ascontiguousarray(latent_variable(variable).numpy())
+        digest.update(f"{value.dtype.str}{value.shape};".encode())
+        digest.update(memoryview(value.reshape(-1).view(np.uint8)))
+    return digest.hexdigest()

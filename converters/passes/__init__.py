@@ -41,6 +41,7 @@ from kbnn.converters.passes.hard_tanh import drop_hard_tanh_before_sign, is_hard
 from kbnn.converters.passes.pool_order import reorder_pool_batchnorm
 from kbnn.converters.passes.shift_bn import fold_shift_batchnorm
 from kbnn.converters.passes.weight_planes import split_weight_planes
+from kbnn.converters.plan import plan_cache
 
 PASSES = (
     fold_shift_batchnorm,
@@ -57,12 +58,14 @@ PASSES = (
 def lower(model, passes=PASSES):
     """Apply `passes` in order; the result is what `convert` hands to LCE. Models with nested
     models or layers called more than once (here or in other models) are first rebuilt into
-    a flat copy with one call per layer, which is what the passes analyse."""
+    a flat copy with one call per layer, which is what the passes analyse. Each layer's
+    lowering is planned once for all passes (`plan_cache`)."""
     output_names = list(model.output_names)
     if not is_flat(model) or any(len(layer._inbound_nodes) > 1 for layer in model.layers):
         model = rebuild(model)
-    for graph_pass in passes:
-        model = graph_pass(model)
+    with plan_cache():
+        for graph_pass in passes:
+            model = graph_pass(model)
     if model.output_names != output_names:
         # The converter names the flatbuffer's outputs after these (its SignatureDef); keep
         # the user's names even when a pass replaced the layer that produces an output.

@@ -34,12 +34,10 @@ def split_activation_planes(model):
     model = flatten(model)
     targets = {}
     for layer in model.layers:
-        plan = plan_layer(layer)
         if (
-            plan is not None
-            and plan.action == "planes"
-            and isinstance(layer, lq.layers.QuantConv2D)
+            isinstance(layer, lq.layers.QuantConv2D)
             and klevels.input_encoding(layer).kind == "unsigned"
+            and plan_layer(layer).action == "planes"
         ):
             targets[layer.name] = klevels.input_encoding(layer).bits
     if not targets:

@@ -35,10 +35,9 @@ def dense_to_conv(model):
     model = flatten(model)
     targets = {}
     for layer in model.layers:
-        plan = plan_layer(layer)
-        if plan is None or plan.action not in ("bconv", "planes"):
+        if not isinstance(layer, lq.layers.QuantDense):
             continue
-        if isinstance(layer, lq.layers.QuantDense) and _kernel_reshape_safe(layer):
+        if plan_layer(layer).action in ("bconv", "planes") and _kernel_reshape_safe(layer):
             targets[layer.name] = layer
     if not targets:
         return model

@@ -19,13 +19,10 @@ def freeze_float_fallbacks(model):
     model = flatten(model)
     targets = set()
     for layer in model.layers:
+        if not _weight_quantizers(layer) or getattr(layer, "xnor_input_scaling", False):
+            continue  # checked first: planning a layer reads its whole kernel
         plan = plan_layer(layer)
-        if (
-            plan is not None
-            and plan.action == "float"
-            and _weight_quantizers(layer)
-            and not getattr(layer, "xnor_input_scaling", False)
-        ):
+        if plan is not None and plan.action == "float":
             targets.add(layer.name)
     if not targets:
         return model

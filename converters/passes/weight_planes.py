@@ -12,7 +12,7 @@ from kbnn.converters.passes._common import (
     layer_bias,
     single_input,
 )
-from kbnn.converters.plan import plan_layer
+from kbnn.converters.plan import layer_levels, plan_layer
 
 import larq as lq
 import tensorflow as tf
@@ -32,15 +32,13 @@ def split_weight_planes(model):
     model = flatten(model)
     targets = {}
     for layer in model.layers:
-        plan = plan_layer(layer)
         if (
-            plan is not None
-            and plan.action in ("bconv", "planes")
-            and isinstance(layer, lq.layers.QuantConv2D)
-            and klevels.input_encoding(layer).kind == "sign"
+            isinstance(layer, lq.layers.QuantConv2D)
             and not getattr(layer, "xnor_input_scaling", False)
+            and klevels.input_encoding(layer).kind == "sign"
+            and plan_layer(layer).action in ("bconv", "planes")
         ):
-            targets[layer.name] = klevels.kernel_levels(layer)
+            targets[layer.name] = layer_levels(layer)
     if not targets:
         return model
     name = Namer(model)

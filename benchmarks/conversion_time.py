@@ -1,0 +1,156 @@
+"""Conversion time: kbnn.converters.convert against plain LCE on the same model, side by side.
+
+For every model: seconds for `kbnn.converters.convert` (graph passes + LCE + report), split
+into its stages, and seconds for `larq_compute_engine.convert_keras_model` on the same
+Keras model, then their ratio (issue #18's goal: at most 2x on every larq-zoo model). Each
+model is converted `--repeats` times, kbnn and plain LCE alternating, and the fastest run of
+each is kept, so load from other processes on a shared machine inflates both sides alike.
+
+Weights are random (seeded); conversion time does not depend on training. ImageNet models
+are built at `--size` x `--size` (224 = the papers' input; smaller sizes shrink the
+activations but not the kernels, except XNORNet's fc6, which covers the last feature map).
+
+    python benchmarks/conversion_time.py                              # 224x224, markdown
+    python benchmarks/conversion_time.py --size 64 --models binary_alexnet,quicknet --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import sys
+import time
+
+import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
+from kbnn import zoo
+from kbnn.converters import convert as convert_module
+
+import larq_compute_engine as lce
+import numpy as np
+import tensorflow as tf
+
+MODELS = ("binarynet_mnist", "binary_alexnet", "xnornet_alexnet", "birealnet18", "quicknet")
+#: convert()'s stages, each a module-level function of kbnn.converters.convert timed in place.
+STAGES = {
+    "passes": ("passes", "lower"),
+    "LCE": (None, "_lce_convert"),
+    "report": (None, "build_report"),
+}
+
+
+def build(name: str, size: int) -> tf.keras.Model:
+    """Zoo model `name`, random seeded weights; ImageNet-size models at size x size x 3."""
+    tf.keras.utils.set_random_seed(0)
+    spec = zoo.spec(name)
+    shape = tuple(spec.input_shape)
+    if spec.dataset == "imagenet":
+        shape = (size, size, shape[-1])
+    return zoo.get(name, input_shape=shape, compile=False)
+
+
+@contextlib.contextmanager
+def stage_timer(seconds: dict[str, float]):
+    """Accumulate the time convert() spends in each of STAGES into `seconds`."""
+    patched = []
+    for stage, (module_name, function_name) in STAGES.items():
+        owner = getattr(convert_module, module_name) if module_name else convert_module
+        original = getattr(owner, function_name)
+
+        def timed(*args, _original=original, _stage=stage, **kwargs):
+            start = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                seconds[_stage] = seconds.get(_stage, 0.0) + time.perf_counter() - start
+
+        setattr(owner, function_name, timed)
+        patched.append((owner, function_name, original))
+    try:
+        yield seconds
+    finally:
+        for owner, function_name, original in patched:
+            setattr(owner, function_name, original)
+
+
+def time_kbnn(model) -> tuple[float, dict[str, float], int]:
+    with stage_timer({}) as stages:
+        start = time.perf_counter()
+        conversion = convert_module.convert(model, allow_unknown_layers=True)
+        total = time.perf_counter() - start
+    return total, stages, conversion.size
+
+
+def time_plain_lce(model) -> tuple[float, int]:
+    start = time.perf_counter()
+    flatbuffer = lce.convert_keras_model(model)
+    return time.perf_counter() - start, len(flatbuffer)
+
+
+def measure(name: str, size: int, repeats: int) -> dict:
+    model = build(name, size)
+    kbnn_runs, plain_runs = [], []
+    for _ in range(repeats):
+        kbnn_runs.append(time_kbnn(model))
+        plain_runs.append(time_plain_lce(model))
+    kbnn_best = min(kbnn_runs, key=lambda run: run[0])
+    plain_best = min(plain_runs, key=lambda run: run[0])
+    return {
+        "model": name,
+        "input": "x".join(str(d) for d in model.input_shape[1:]),
+        "weights": int(sum(np.prod(w.shape) for w in model.weights)),
+        "kbnn_s": kbnn_best[0],
+        "stages": kbnn_best[1],
+        "plain_s": plain_best[0],
+        "ratio": kbnn_best[0] / plain_best[0],
+        "kbnn_bytes": kbnn_best[2],
+        "plain_bytes": plain_best[1],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    header = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
+    header += ("plain LCE s", "kbnn / plain", "kbnn bytes", "plain bytes")
+    lines = [header, ("---",) * len(header)]
+    for row in rows:
+        stages = row["stages"]
+        lines.append(
+            (
+                row["model"],
+                row["input"],
+                f"{row['weights'] / 1e6:.1f}M",
+                f"{row['kbnn_s']:.1f}",
+                *(f"{stages.get(stage, 0.0):.1f}" for stage in STAGES),
+                f"{row['plain_s']:.1f}",
+                f"{row['ratio']:.2f}x",
+                f"{row['kbnn_bytes']:,}",
+                f"{row['plain_bytes']:,}",
+            )
+        )
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
+    parser.add_argument("--size", type=int, default=224, help="ImageNet models' input size")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per side; fastest kept")
+    args = parser.parse_args(argv)
+    if args.size < 63 or args.repeats < 1:
+        parser.error("--size must be >= 63 (AlexNet's strides) and --repeats >= 1")
+    rows = []
+    for name in args.models.split(","):
+        print(f"converting {name} ...", file=sys.stderr, flush=True)
+        rows.append(measure(name, args.size, args.repeats))
+    print(
+        f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}, tf {tf.__version__}, lce {lce.__version__}, "
+        f"fastest of {args.repeats} -->"
+    )
+    print(markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
