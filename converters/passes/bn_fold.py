@@ -1,4 +1,7 @@
-"""Pass 6: BatchNormalization after a plane sum or CombineBitPlanes → folded into it."""
+"""Pass 6: BatchNormalization after a plane sum or CombineBitPlanes → folded into it.
+
+The BN may sit behind a Reshape that keeps the channel (last) axis, as `dense_to_conv` leaves
+one between a plane-split dense layer and its BN: a per-channel affine map commutes with it."""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ L = tf.keras.layers
 def fold_batchnorm(model):
     """Fold a BatchNormalization (m·x + c) that follows a sum of binary convolutions into
     their kernels (±α·m is still ±α' per channel) and the first one's bias, or into a
-    `CombineBitPlanes`' multiplier and bias. A BN after a single convolution is left to LCE."""
+    `CombineBitPlanes`' multiplier and bias, also across a channel-keeping Reshape between the
+    two. A BN after a single convolution is left to LCE."""
     model = flatten(model)
     uses = consumers(model)
     combine_targets: dict[str, tf.keras.layers.Layer] = {}
@@ -38,10 +42,8 @@ def fold_batchnorm(model):
             continue
         if not acts_on_last_axis(bn, len(bn.input_shape)):
             continue
-        source = producer(bn._inbound_nodes[0].keras_inputs[0])
-        if source is None or uses.get(source.name) != [bn.name]:
-            continue
-        if len(source._inbound_nodes) != 1:
+        source = _sum_before(bn, uses)
+        if source is None:
             continue
         if isinstance(source, CombineBitPlanes):
             combine_targets[source.name] = bn
@@ -103,3 +105,24 @@ def _foldable_plane(layer, sum_name: str, uses) -> bool:
         and uses.get(layer.name) == [sum_name]
         and len(layer._inbound_nodes) == 1
     )
+
+
+def _sum_before(bn, uses):
+    """The layer whose output only `bn` reads, directly or through a Reshape that keeps the
+    last axis (BN's channels) and is read by `bn` only; None when there is no such layer."""
+    source = producer(bn._inbound_nodes[0].keras_inputs[0])
+    reader = bn
+    if isinstance(source, L.Reshape) and _keeps_last_axis(source, uses, bn.name):
+        reader, source = source, producer(source._inbound_nodes[0].keras_inputs[0])
+    if source is None or uses.get(source.name) != [reader.name]:
+        return None
+    return source if len(source._inbound_nodes) == 1 else None
+
+
+def _keeps_last_axis(reshape, uses, reader: str) -> bool:
+    """Reshaping keeps every element's index along the last axis when that axis keeps its
+    size (row-major order), so BN(reshape(x)) = reshape(BN(x)) for a last-axis BN."""
+    if uses.get(reshape.name) != [reader] or len(reshape._inbound_nodes) != 1:
+        return False
+    before, after = reshape.input_shape[-1], reshape.output_shape[-1]
+    return before is not None and before == after
