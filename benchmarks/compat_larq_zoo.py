@@ -1,8 +1,8 @@
 """Third-party larq models through kbnn.converters and plain LCE: size, binary ops, agreement, time.
 
 Every `larq_zoo.literature.*` / `larq_zoo.sota.*` model (larq-zoo 2.4.0) is built with
-`weights=None` at a small input, its BatchNorm statistics perturbed (so BN is not the
-identity), then converted with `kbnn.converters.convert`, with plain
+`weights=None` at a small input, its BatchNorm statistics set from a batch of random
+inputs and perturbed (`perturb_batchnorm`), then converted with `kbnn.converters.convert`, with plain
 `larq_compute_engine.convert_keras_model`, and as a float TFLite model (kbnn's float twin:
 quantizers removed, TensorFlow's converter). So are three models written from larq's
 documentation (`DOCS_MODELS`). Both LCE flatbuffers run in LCE's interpreter on the same random
@@ -131,19 +131,36 @@ DOCS_MODELS = {
 }
 
 
-def perturb_batchnorm(model, seed: int = 0) -> None:
-    """Random moving mean/variance, gamma and beta for every BatchNormalization."""
+def perturb_batchnorm(model, x: np.ndarray, seed: int = 0) -> None:
+    """BatchNorm statistics as a trained model has them, then perturbed (so BN is no identity).
+
+    One training-mode pass over `x` with every BN's momentum at 0 sets each moving mean and
+    variance to the batch statistics of its input (each BN normalizing with those, as in
+    training), so activations keep the scale of a trained network; then γ ~ U(0.5, 1.5),
+    β ~ N(0, 0.1), variance × U(0.8, 1.25) and mean + N(0, 0.1)·σ. Statistics drawn without
+    regard to scale (a variance of 1 on a binary conv's outputs of order K) blow activations up
+    to hundreds, where LCE's float32 rounding (≈ 2⁻²⁴·K·|multiplier| absolute) flips signs
+    that no trained model would put so close to 0 relative to its values."""
+    layers = [m for m in model.submodules if isinstance(m, tf.keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(x, training=True)
+    for layer, momentum in zip(layers, momenta, strict=True):
+        layer.momentum = momentum
     rng = np.random.default_rng(seed)
-    for layer in model.submodules:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            layer.set_weights(
-                [
-                    rng.uniform(0.5, 1.5, w.shape).astype(np.float32)
-                    if "gamma" in v.name or "variance" in v.name
-                    else rng.normal(0, 0.1, w.shape).astype(np.float32)
-                    for v, w in zip(layer.weights, layer.get_weights(), strict=True)
-                ]
-            )
+    for layer in layers:
+        values = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
+        variance = values["moving_variance"].numpy()
+        shape = variance.shape
+        if "gamma" in values:
+            values["gamma"].assign(rng.uniform(0.5, 1.5, shape))
+        if "beta" in values:
+            values["beta"].assign(rng.normal(0, 0.1, shape))
+        values["moving_mean"].assign(
+            values["moving_mean"].numpy() + rng.normal(0, 0.1, shape) * np.sqrt(variance)
+        )
+        values["moving_variance"].assign(variance * rng.uniform(0.8, 1.25, shape))
 
 
 def _agreement(model, flatbuffer: bytes, x: np.ndarray) -> str:
@@ -178,9 +195,9 @@ def _timed(function, *args):
 def measure(name: str, size: int, samples: int) -> dict:
     tf.keras.backend.clear_session()
     model = build(name, size)
-    perturb_batchnorm(model)
     shape = tuple(model.inputs[0].shape[1:])
     x = np.random.default_rng(1).uniform(-1, 1, (samples, *shape)).astype(np.float32)
+    perturb_batchnorm(model, np.random.default_rng(2).uniform(-1, 1, (32, *shape)).astype("f4"))
     row = {"model": name, "input": "x".join(map(str, shape))}
     try:
         row["float_bytes"] = len(converters.float_twin_flatbuffer(model))
