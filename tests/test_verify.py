@@ -118,3 +118,21 @@ def test_verify_compares_with_predict_not_eager_calls():
     report = conversion.verification
     assert report.reference == "Keras predict"
     assert report.max_abs_diff <= report.outputs[0].tolerance and not report.ties
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_lce_zero_padding_on_a_map_smaller_than_the_kernel_is_a_real_disagreement(size):
+    """LCE 0.16 computes a SAME zero-padded (pad_values=0) binary 3×3 convolution on a 1×1 or
+    2×2 map wrongly (plain LCE too; docs/converters.md, "Limits"). Its sign reads the model
+    input, so no sample can be excused as a tie: verify must fail it."""
+    inputs = tf.keras.Input((size, size, 32))
+    conv = lq.layers.QuantConv2D(
+        32, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign"
+    )
+    model = tf.keras.Model(inputs, conv(inputs))
+    x = np.random.default_rng(0).normal(size=(4, size, size, 32)).astype(np.float32)
+    report = converters.verify(model, converters.convert(model).flatbuffer, x)
+    assert report.disagreements == [0, 1, 2, 3] and not report.ties
+    assert report.max_abs_diff >= 2.0  # one ±1 product off, at least
+    with pytest.raises(VerificationError, match="real disagreement"):
+        converters.convert(model, verify_with=x)
