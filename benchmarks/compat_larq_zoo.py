@@ -194,6 +194,7 @@ def _timed(function, *args):
 
 def measure(name: str, size: int, samples: int) -> dict:
     tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)  # the same random kernels in every run
     model = build(name, size)
     shape = tuple(model.inputs[0].shape[1:])
     x = np.random.default_rng(1).uniform(-1, 1, (samples, *shape)).astype(np.float32)
