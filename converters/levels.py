@@ -200,7 +200,7 @@ def kernel_levels(layer) -> KernelLevels | None:
         levels, scale = quantizer.integer_levels(tf.convert_to_tensor(kernel))
         levels = np.asarray(levels, np.float32)
         scale = _per_channel(np.asarray(scale, np.float32), channels)
-        if scale is not None and np.allclose(levels * scale, quantized, rtol=1e-6, atol=1e-7):
+        if scale is not None and _reproduces(levels, scale, quantized):
             return KernelLevels(levels, scale, _bits(quantizer, levels))
     found = infer_levels(quantized)
     if found is None:
@@ -211,58 +211,93 @@ def kernel_levels(layer) -> KernelLevels | None:
     return KernelLevels(levels, scale, _bits(quantizer, levels))
 
 
+def _reproduces(levels: np.ndarray, scale: np.ndarray, quantized: np.ndarray) -> bool:
+    """levels·scale ≈ q(W) (rtol 1e-6, atol 1e-7), checked block by block."""
+    if levels.shape != quantized.shape:
+        return False
+    channels = quantized.shape[-1]
+    expected = quantized.reshape(-1, channels)
+    for start, block in _blocks(levels.reshape(-1, channels)):
+        want = expected[start : start + len(block)]
+        if not np.allclose(block * scale, want, rtol=1e-6, atol=1e-7):
+            return False
+    return True
+
+
 def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(levels, per-channel scale) with quantized = levels·scale and integer |levels| ≤ 255.
 
     Tries one scale for the whole tensor (DoReFa) and then one per output channel (XNOR, TWN),
     each from the smallest non-zero magnitude divided by 1..8 (a channel may lack level ±1).
-    Each candidate is first tried on a slice of the kernel (every output channel, a few rows):
-    the checks are element-wise, so a candidate that fails there fails on the whole kernel,
-    and only a survivor is checked in full (on a 37.7M-weight layer, 1 full pass instead of 9).
+    The checks are element-wise, so they run block by block (cache-sized, in float64) and stop
+    at the first block that fails: a wrong candidate costs one block, not the whole kernel.
     """
-    q = np.asarray(quantized, np.float64)
-    channels = q.shape[-1]
-    flat = q.reshape(-1, channels)
-    magnitude = np.abs(flat)
+    values = np.asarray(quantized)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    channels = values.shape[-1]
+    flat = values.reshape(-1, channels)
+    smallest, has_nonzero = _smallest_magnitudes(flat)
     candidates = []
-    if np.any(magnitude > 0):
-        candidates.append(np.full(channels, magnitude[magnitude > 0].min()))
-    # Smallest non-zero magnitude per output channel (1.0 for an all-zero channel).
-    nonzero = magnitude > 0
-    smallest = np.where(nonzero, magnitude, np.inf).min(axis=0, initial=np.inf)
-    candidates.append(np.where(nonzero.any(axis=0), smallest, 1.0))
-    del magnitude, nonzero
-    sample = flat[: max(1, _SAMPLE_ELEMENTS // max(channels, 1))]
+    if has_nonzero.any():
+        candidates.append(np.full(channels, smallest[has_nonzero].min()))
+    candidates.append(np.where(has_nonzero, smallest, 1.0))  # 1.0 for an all-zero channel
     for base in candidates:
         for divisor in range(1, 9):
             scale = base / divisor
-            found = _levels_at(sample, scale)
-            if found is not None and found is not _TOO_LARGE:
-                found = _levels_at(flat, scale)
+            found = _levels_at(flat, scale)
             if found is _TOO_LARGE:
                 break
             if found is not None:
-                return found.reshape(q.shape).astype(np.float32), scale.astype(np.float32)
+                return found.reshape(values.shape), scale.astype(np.float32)
     return None
 
 
-#: Elements in the slice `infer_levels` tries each candidate scale on first.
-_SAMPLE_ELEMENTS = 1 << 16
+#: Elements per block of the element-wise checks (2 MB in float64).
+_BLOCK_ELEMENTS = 1 << 18
 _TOO_LARGE = object()
 
 
-def _levels_at(q: np.ndarray, scale: np.ndarray):
-    """round(q / scale) when it is integer-valued (to 1e-4) and reproduces q; `_TOO_LARGE`
-    when some |level| exceeds MAX_LEVEL (then every smaller scale fails too); else None."""
-    levels = q / scale
-    rounded = np.round(levels)
-    if np.abs(rounded).max(initial=0) > MAX_LEVEL:
-        return _TOO_LARGE
-    if np.allclose(levels, rounded, atol=1e-4) and np.allclose(
-        rounded * scale, q, rtol=1e-6, atol=1e-9
-    ):
-        return rounded
-    return None
+def _blocks(flat: np.ndarray):
+    """(start row, rows) blocks of a (rows, channels) array, about _BLOCK_ELEMENTS each."""
+    step = max(1, _BLOCK_ELEMENTS // max(flat.shape[1], 1))
+    for start in range(0, flat.shape[0], step):
+        yield start, flat[start : start + step]
+
+
+def _smallest_magnitudes(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel: the smallest non-zero |value| (float64; exact, as |·| and min are), and
+    whether the channel has one."""
+    smallest = np.full(flat.shape[1], np.inf)
+    has_nonzero = np.zeros(flat.shape[1], bool)
+    for _, block in _blocks(flat):
+        magnitude = np.abs(block)
+        nonzero = magnitude > 0
+        block_min = np.where(nonzero, magnitude, np.inf).min(axis=0, initial=np.inf)
+        smallest = np.minimum(smallest, block_min.astype(np.float64))
+        has_nonzero |= nonzero.any(axis=0)
+    return smallest, has_nonzero
+
+
+def _levels_at(flat: np.ndarray, scale: np.ndarray):
+    """round(q / scale) (float32) when it is integer-valued (to 1e-4) and reproduces q;
+    `_TOO_LARGE` when some |level| exceeds MAX_LEVEL; else None. A block that fails ends the
+    search for this scale: None where a later block would say `_TOO_LARGE` only makes
+    `infer_levels` try a smaller scale, whose levels are larger still and fail too."""
+    result = np.empty(flat.shape, np.float32)
+    for start, block in _blocks(flat):
+        q = block.astype(np.float64)
+        levels = q / scale
+        rounded = np.round(levels)
+        if np.abs(rounded).max(initial=0) > MAX_LEVEL:
+            return _TOO_LARGE
+        if not (
+            np.allclose(levels, rounded, atol=1e-4)
+            and np.allclose(rounded * scale, q, rtol=1e-6, atol=1e-9)
+        ):
+            return None
+        result[start : start + len(block)] = rounded
+    return result
 
 
 def _bits(quantizer, levels: np.ndarray) -> int:
@@ -322,7 +357,7 @@ def weight_planes(levels: np.ndarray) -> WeightPlanes:
             coefficients.append(float(2**i))
             planes.append(_bit_plane(unsigned, i))
     else:
-        extra = np.where(integer >= 0, 1, -1)
+        extra = 1 - 2 * (integer < 0).astype(integer.dtype)  # sign(L), sign(0) = +1
         coefficients.append(0.5)
         planes.append(extra.astype(np.float32))
         m = _unsigned_bits(2 * n) if n > 0 else 1
@@ -332,17 +367,31 @@ def weight_planes(levels: np.ndarray) -> WeightPlanes:
             coefficients.append(float(2 ** (i - 1)))
             planes.append(_bit_plane(unsigned, i))
     result = WeightPlanes(coefficients, planes)
-    if not np.array_equal(result.reconstruct(), integer):  # pragma: no cover - a bug guard
+    if not _reconstructs(result, integer):  # pragma: no cover - a bug guard
         raise AssertionError("binary-plane decomposition is not exact")
     return result
 
 
+def _reconstructs(planes: WeightPlanes, integer: np.ndarray) -> bool:
+    """`planes.reconstruct() == integer`, block by block (the same float32 sums)."""
+    flat = [plane.reshape(-1) for plane in planes.planes]
+    expected = integer.reshape(-1)
+    for start in range(0, expected.size, _BLOCK_ELEMENTS):
+        block = slice(start, start + _BLOCK_ELEMENTS)
+        total = sum(c * p[block] for c, p in zip(planes.coefficients, flat, strict=True))
+        if not np.array_equal(total, expected[block]):
+            return False
+    return True
+
+
 def _integer_levels(levels: np.ndarray) -> np.ndarray:
+    """`levels` as integers: int32 when |L| < 2^29 (room for 2·L + 2^m), else int64."""
     levels = np.asarray(levels)
     rounded = np.round(levels)
     if not np.array_equal(levels, rounded):
         raise ValueError("`levels` must be integer-valued.")
-    return rounded.astype(np.int64)
+    small = rounded.size == 0 or np.abs(rounded).max() < 2**29
+    return rounded.astype(np.int32 if small else np.int64)
 
 
 def _all_odd(integer: np.ndarray, n: int) -> bool:

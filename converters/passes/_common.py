@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 
-from kbnn.converters.graph import derived_name
+from kbnn.converters.graph import derived_name, zero_initialized
 
 import larq as lq
 import numpy as np
@@ -82,7 +82,9 @@ def conv_like(
 
 
 def call_with_weights(layer, inputs, weights):
-    outputs = layer(inputs)
+    """Call (build) a new `layer` on `inputs`, then give it `weights`."""
+    with zero_initialized(layer):
+        outputs = layer(inputs)
     layer.set_weights([np.asarray(w, np.float32) for w in weights])
     return outputs
 
