@@ -12,12 +12,14 @@ activations but not the kernels, except XNORNet's fc6, which covers the last fea
 
     python benchmarks/conversion_time.py                              # 224x224, markdown
     python benchmarks/conversion_time.py --size 64 --models binary_alexnet,quicknet --repeats 3
+    python benchmarks/conversion_time.py --filter-forms --repeats 2   # LCE alone, per filter form
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import platform
 import sys
@@ -25,12 +27,13 @@ import time
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import zoo
-from kbnn.converters import convert as convert_module
 
 import larq_compute_engine as lce
 import numpy as np
 import tensorflow as tf
 
+#: The module (kbnn.converters re-exports its `convert` function under the same name).
+convert_module = importlib.import_module("kbnn.converters.convert")
 MODELS = ("binarynet_mnist", "binary_alexnet", "xnornet_alexnet", "birealnet18", "quicknet")
 #: convert()'s stages, each a module-level function of kbnn.converters.convert timed in place.
 STAGES = {
@@ -109,6 +112,45 @@ def measure(name: str, size: int, repeats: int) -> dict:
     }
 
 
+def filter_forms(repeats: int) -> str:
+    """LCE's own time on one XNORNet-fc6-size binary conv (6x6x256 -> 4096, 37.7M weights) for
+    three ways of handing it the same ±α kernel: the constant ±α filter kbnn's passes emit, a
+    ±1 filter followed by a per-channel multiply (a BN, fused by LCE), and larq's ste_sign
+    kernel quantizer on latent weights (α = 1). Fastest of `repeats`."""
+    import larq as lq
+
+    rng = np.random.default_rng(0)
+    latent = rng.uniform(-1, 1, (6, 6, 256, 4096)).astype(np.float32)
+    signs = np.where(latent < 0, -1.0, 1.0).astype(np.float32)
+    alpha = rng.uniform(0.5, 1.5, 4096).astype(np.float32)
+
+    def layer(kernel_quantizer, kernel, multiplier=None):
+        inputs = tf.keras.Input((6, 6, 256))
+        conv = lq.layers.QuantConv2D(
+            4096, 6, input_quantizer="ste_sign", kernel_quantizer=kernel_quantizer,
+            use_bias=False, pad_values=1.0,
+        )  # fmt: skip
+        x = conv(inputs)
+        conv.set_weights([kernel])
+        if multiplier is not None:
+            bn = tf.keras.layers.BatchNormalization(center=False, epsilon=0.0)
+            x = bn(x)
+            bn.set_weights([multiplier, np.zeros(4096), np.ones(4096)])
+        return tf.keras.Model(inputs, x)
+
+    forms = {
+        "constant ±α filter (kbnn today)": layer(None, signs * alpha),
+        "constant ±1 filter + per-channel multiply": layer(None, signs, alpha),
+        "ste_sign kernel quantizer (α = 1)": layer("ste_sign", latent),
+    }
+    lines = ["| filter handed to LCE | LCE s | bytes |", "| --- | --- | --- |"]
+    for name, model in forms.items():
+        runs = [time_plain_lce(model) for _ in range(repeats)]
+        seconds, size = min(runs)
+        lines.append(f"| {name} | {seconds:.1f} | {size:,} |")
+    return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
     header = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
     header += ("plain LCE s", "kbnn / plain", "kbnn bytes", "plain bytes")
@@ -136,9 +178,15 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo names")
     parser.add_argument("--size", type=int, default=224, help="ImageNet models' input size")
     parser.add_argument("--repeats", type=int, default=1, help="runs per side; fastest kept")
+    parser.add_argument(
+        "--filter-forms", action="store_true", help="only LCE's time per filter form (fc6 size)"
+    )
     args = parser.parse_args(argv)
     if args.size < 63 or args.repeats < 1:
         parser.error("--size must be >= 63 (AlexNet's strides) and --repeats >= 1")
+    if args.filter_forms:
+        print(filter_forms(args.repeats))
+        return 0
     rows = []
     for name in args.models.split(","):
         print(f"converting {name} ...", file=sys.stderr, flush=True)
