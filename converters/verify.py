@@ -315,8 +315,9 @@ def classify_disagreements(
         return [], []
     subset = [array[samples] for array in inputs]
     margins = sign_margins(model, subset, include_model_inputs=False)
-    ties = [i for i, m in zip(samples, margins, strict=True) if m < margin]
-    return ties, [i for i in samples if i not in set(ties)]
+    at_tie = [bool(m < margin) for m in margins]
+    ties = [i for i, tie in zip(samples, at_tie, strict=True) if tie]
+    return ties, [i for i, tie in zip(samples, at_tie, strict=True) if not tie]
 
 
 def _flatbuffer_outputs(model, flatbuffer: bytes, inputs, reference, kernel_options):
