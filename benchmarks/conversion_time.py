@@ -154,28 +154,28 @@ def filter_forms(repeats: int) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows: list[dict]) -> str:
-    header = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
-    header += ("plain LCE s", "kbnn / plain", "kbnn bytes", "plain bytes")
-    lines = [header, ("---",) * len(header)]
-    for row in rows:
-        stages = row["stages"]
-        lines.append(
-            (
-                row["model"],
-                row["input"],
-                f"{row['weights'] / 1e6:.1f}M",
-                f"{row['kbnn_s']:.1f}",
-                *(f"{stages.get(stage, 0.0):.1f}" for stage in STAGES),
-                f"{row['plain_s']:.1f}",
-                f"{row['ratio']:.2f}x" if np.isfinite(row["ratio"]) else "n/a",
-                f"{row['kbnn_bytes']:,}",
-                f"{row['plain_bytes']:,}"
-                if isinstance(row["plain_bytes"], int)
-                else row["plain_bytes"],
-            )
-        )
-    return "\n".join("| " + " | ".join(line) + " |" for line in lines)
+HEADER = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
+HEADER += ("plain LCE s", "kbnn / plain", "kbnn bytes", "plain bytes")
+
+
+def markdown_row(cells) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def row_cells(row: dict) -> tuple[str, ...]:
+    stages = row["stages"]
+    plain_bytes = row["plain_bytes"]
+    return (
+        row["model"],
+        row["input"],
+        f"{row['weights'] / 1e6:.1f}M",
+        f"{row['kbnn_s']:.1f}",
+        *(f"{stages.get(stage, 0.0):.1f}" for stage in STAGES),
+        f"{row['plain_s']:.1f}",
+        f"{row['ratio']:.2f}x" if np.isfinite(row["ratio"]) else "n/a",
+        f"{row['kbnn_bytes']:,}",
+        f"{plain_bytes:,}" if isinstance(plain_bytes, int) else plain_bytes,
+    )
 
 
 def main(argv=None) -> int:
@@ -192,16 +192,16 @@ def main(argv=None) -> int:
     if args.filter_forms:
         print(filter_forms(args.repeats))
         return 0
-    rows = []
-    for name in args.models.split(","):
-        print(f"converting {name} ...", file=sys.stderr, flush=True)
-        rows.append(measure(name, args.size, args.repeats))
     print(
         f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"python {platform.python_version()}, tf {tf.__version__}, lce {lce.__version__}, "
         f"fastest of {args.repeats} -->"
     )
-    print(markdown(rows))
+    print(markdown_row(HEADER))
+    print(markdown_row(("---",) * len(HEADER)), flush=True)
+    for name in args.models.split(","):  # one row at a time: a killed run keeps its rows
+        print(f"converting {name} ...", file=sys.stderr, flush=True)
+        print(markdown_row(row_cells(measure(name, args.size, args.repeats))), flush=True)
     return 0
 
 
