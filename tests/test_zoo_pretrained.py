@@ -19,6 +19,7 @@ TARGETS = {
     "dorefanet_mnist": 0.990,
     "binarynet_mlp_mnist": 0.985,
     "binarynet_mcu_mnist": 0.990,
+    "binarynet_s2_mnist": 0.9912,  # issue #14: binarynet_mnist's accuracy, with a cheaper stem
 }
 SHIPPED = [name for name in kbnn.zoo.list_models() if cards.read_card(name)]
 PACKAGE_BUDGET_BYTES = 2 * 1024 * 1024
