@@ -75,6 +75,29 @@ def test_optimized_bgemm_is_cheaper_than_indirect_on_arm(binarynet):
     assert not KERNEL_OPTIONS.get("use_indirect_bgemm", False)
 
 
+@needs_runner
+def test_pretrained_stride2_stem_on_aarch64_agrees_with_keras_and_x86(binarynet):
+    """binarynet_s2_mnist (conv1 at stride 2, no pool1): aarch64 argmax equals Keras on 64 real
+    digits, and its float first layer computes 4× fewer outputs than binarynet_mnist's."""
+    from kbnn import zoo
+    from kbnn.converters import convert
+    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
+
+    _, reference_flatbuffer, x, labels = binarynet
+    model = zoo.get("binarynet_s2_mnist", weights="pretrained")
+    flatbuffer = convert(model).flatbuffer
+    cost = arm64.run(flatbuffer, x, runner=RUNNER, reps=2)
+    keras = keras_outputs(model, [x])[0]
+    x86 = lce_outputs(flatbuffer, [x], **KERNEL_OPTIONS)[0]
+    np.testing.assert_array_equal(cost.outputs.argmax(1), keras.argmax(1))
+    assert np.max(np.abs(cost.outputs - x86)) < 1e-6
+    assert np.mean(cost.outputs.argmax(1) == labels) > 0.95
+    first = arm64.run(flatbuffer, x[:1], runner=RUNNER, reps=1, per_op=True).operators[0]
+    reference = arm64.run(reference_flatbuffer, x[:1], runner=RUNNER, reps=1, per_op=True)
+    assert first[0] == reference.operators[0][0] == "CONV_2D"
+    assert first[1] < reference.operators[0][1] / 3
+
+
 @pytest.mark.slow
 @needs_runner
 def test_cli_bench_arm64_prints_ratio_and_agreement(binarynet, tmp_path):
