@@ -147,8 +147,9 @@ def convert(
         input_type, output_type: tf.float32 or tf.int8 model inputs/outputs (int8 needs a
             quantized graph; kbnn's rewrites produce float32 graphs).
         verify_with: inputs (array, or list of arrays for several model inputs); when given,
-            the flatbuffer is run in LCE's interpreter and compared with Keras, and a
-            `VerificationError` is raised if they disagree beyond float tolerance.
+            the flatbuffer is run in LCE's interpreter and compared with Keras `predict`; a
+            `VerificationError` is raised on a real disagreement beyond float tolerance
+            (samples that differ only through a sign tie are reported, not failed).
         progress: show a progress bar (stderr) for the stages, the MLIR step being the slow one.
         allow_unknown_layers: hand layer types kbnn has not checked to LCE instead of raising.
 

@@ -159,6 +159,14 @@ def check_supported(layers, *, allow_unknown: bool = False) -> None:
                 "LCE's converter lowers it as sign with sign(0) = +1, which would silently "
                 "disagree with Keras; use a ±1 (ste_sign) or unsigned k-bit input quantizer."
             )
+        if _binary_conv_lce_pads_wrongly(layer):
+            raise ConversionError(
+                f"Layer '{layer.name}' ({type(layer).__name__}) cannot be converted: a binary "
+                f"convolution with SAME zero padding on a {_spatial(layer)} map, smaller than "
+                f"its {'×'.join(map(str, layer.kernel_size))} kernel, which LCE 0.16 computes "
+                "wrongly (and a float fallback would be re-fused into it); use pad_values=1 or "
+                "a larger input."
+            )
         reason = unsupported_reason(layer)
         if reason is None:
             continue
@@ -289,6 +297,34 @@ def _plan(layer, levels: klevels.KernelLevels | None) -> Lowering:
 #: binarynet_mnist with `kbnn bench --target arm64 --per-op` (LCE optimized BGEMM: 373,410 for
 #: 313,600 word-MACs; ruy float CONV_2D: 469,213 for 627,200 MACs). docs/arm64.md.
 BCONV_WORD_COST = 1.6
+
+
+def _binary_conv_lce_pads_wrongly(layer) -> bool:
+    """LCE 0.16's binary convolution with SAME zero padding (`pad_values=0`) is wrong when the
+    input map is smaller than the (dilated) kernel in height or width, plain LCE too: measured
+    on 3×3 kernels at 1×1 and 2×2, 5×5 at 1×1..4×4, strides 1 and 2, exact from the kernel's
+    size up (tests/test_verify.py). LCE re-fuses a float conv of ±1 inputs and ±1 filters into
+    the same binary op, so the only safe answer is a refusal."""
+    if getattr(layer, "padding", "valid") != "same" or not hasattr(layer, "kernel_size"):
+        return False
+    if getattr(layer, "kernel_quantizer", None) is None:
+        return False
+    if klevels.input_encoding(layer).kind != "sign":
+        return False
+    if float(np.max(np.asarray(getattr(layer, "pad_values", 0.0)))) != 0.0:
+        return False
+    shape = getattr(layer, "input_shape", None)
+    if not isinstance(shape, tuple) or len(shape) != 4:
+        return False
+    dilation = getattr(layer, "dilation_rate", (1, 1))
+    for size, kernel, rate in zip(shape[1:3], layer.kernel_size, dilation, strict=True):
+        if size is not None and size < (kernel - 1) * rate + 1:
+            return True
+    return False
+
+
+def _spatial(layer) -> str:
+    return "×".join(str(size) for size in layer.input_shape[1:3])
 
 
 def _input_channels(layer) -> int:

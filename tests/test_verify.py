@@ -7,10 +7,11 @@ LCE's float rounding can; everywhere else the twin computes the same function.
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import converters
-from kbnn.converters import VerificationError
+from kbnn.converters import ConversionError, VerificationError
 from kbnn.converters.verify import classify_disagreements
 
 import larq as lq
+import larq_compute_engine as lce
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -123,16 +124,31 @@ def test_verify_compares_with_predict_not_eager_calls():
 @pytest.mark.parametrize("size", [1, 2])
 def test_lce_zero_padding_on_a_map_smaller_than_the_kernel_is_a_real_disagreement(size):
     """LCE 0.16 computes a SAME zero-padded (pad_values=0) binary 3×3 convolution on a 1×1 or
-    2×2 map wrongly (plain LCE too; docs/converters.md, "Limits"). Its sign reads the model
-    input, so no sample can be excused as a tie: verify must fail it."""
+    2×2 map wrongly (docs/converters.md, "Limits"). Plain LCE's flatbuffer shows it: its sign
+    reads the model input, so no sample can be excused as a tie and verify must fail it. kbnn
+    refuses that layer with the reason instead of converting it silently wrong."""
     inputs = tf.keras.Input((size, size, 32))
     conv = lq.layers.QuantConv2D(
         32, 3, padding="same", input_quantizer="ste_sign", kernel_quantizer="ste_sign"
     )
     model = tf.keras.Model(inputs, conv(inputs))
     x = np.random.default_rng(0).normal(size=(4, size, size, 32)).astype(np.float32)
-    report = converters.verify(model, converters.convert(model).flatbuffer, x)
+    report = converters.verify(model, lce.convert_keras_model(model), x)
     assert report.disagreements == [0, 1, 2, 3] and not report.ties
     assert report.max_abs_diff >= 2.0  # one ±1 product off, at least
     with pytest.raises(VerificationError, match="real disagreement"):
-        converters.convert(model, verify_with=x)
+        report.check()
+    with pytest.raises(ConversionError, match=f"{conv.name}.*{size}×{size} map, smaller than"):
+        converters.convert(model)
+    padded_by_one = tf.keras.Model(
+        inputs,
+        lq.layers.QuantConv2D(
+            32,
+            3,
+            padding="same",
+            pad_values=1.0,
+            input_quantizer="ste_sign",
+            kernel_quantizer="ste_sign",
+        )(inputs),
+    )
+    assert converters.convert(padded_by_one, verify_with=x).verification.max_abs_diff < 1e-4
