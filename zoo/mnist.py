@@ -33,6 +33,25 @@ def _top(x, num_classes, bn, dense):
     return tf.keras.layers.Activation("softmax", name="softmax")(x)
 
 
+def _binarynet_cnn(name, stem_stride, input_shape, num_classes, include_top, bn):
+    """conv1 5×5 on the float image -> [pool1 when stem_stride == 1] -> BN -> bconv 5×5 -> pool
+    -> BN -> Flatten -> bdense 256 -> BN [-> top]: binarynet_mnist and its stride-2 sibling."""
+    inputs = _input(input_shape)
+    x = blocks.binary_conv(32, 5, strides=stem_stride, name="conv1", binary_input=False)(inputs)
+    if stem_stride == 1:
+        x = tf.keras.layers.MaxPool2D(2, name="pool1")(x)
+    x = blocks.batch_norm(bn, name="bn1")(x)
+    x = blocks.binary_conv(64, 5, name="conv2")(x)
+    x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
+    x = blocks.batch_norm(bn, name="bn2")(x)
+    x = tf.keras.layers.Flatten(name="flatten")(x)
+    x = blocks.binary_dense(256, name="dense1")(x)
+    x = blocks.batch_norm(bn, name="bn3")(x)
+    if include_top:
+        x = _top(x, num_classes, bn, blocks.binary_dense)
+    return tf.keras.Model(inputs, x, name=name)
+
+
 @register(
     paper="Courbariaux, Hubara et al., Binarized Neural Networks, NeurIPS 2016 (arXiv:1602.02830)",
     dataset="mnist",
@@ -54,19 +73,7 @@ def binarynet_mnist(
     sign(x)` and `ste_sign`'s gradient mask `|x| <= 1` is htanh's, so it changes nothing.
     Expected accuracy: >= 99.0% (paper, BinaryNet MLP: 0.96% error).
     """
-    inputs = _input(input_shape)
-    x = blocks.binary_conv(32, 5, name="conv1", binary_input=False)(inputs)
-    x = tf.keras.layers.MaxPool2D(2, name="pool1")(x)
-    x = blocks.batch_norm(bn, name="bn1")(x)
-    x = blocks.binary_conv(64, 5, name="conv2")(x)
-    x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
-    x = blocks.batch_norm(bn, name="bn2")(x)
-    x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = blocks.binary_dense(256, name="dense1")(x)
-    x = blocks.batch_norm(bn, name="bn3")(x)
-    if include_top:
-        x = _top(x, num_classes, bn, blocks.binary_dense)
-    return tf.keras.Model(inputs, x, name="binarynet_mnist")
+    return _binarynet_cnn("binarynet_mnist", 1, input_shape, num_classes, include_top, bn)
 
 
 @register(
@@ -91,18 +98,7 @@ def binarynet_s2_mnist(
     (`kbnn train binarynet_s2_mnist --init-from binarynet_mnist`). Expected accuracy: >= 99.0%
     (binarynet_mnist's); the shipped weights measure 99.14%.
     """
-    inputs = _input(input_shape)
-    x = blocks.binary_conv(32, 5, strides=2, name="conv1", binary_input=False)(inputs)
-    x = blocks.batch_norm(bn, name="bn1")(x)
-    x = blocks.binary_conv(64, 5, name="conv2")(x)
-    x = tf.keras.layers.MaxPool2D(2, name="pool2")(x)
-    x = blocks.batch_norm(bn, name="bn2")(x)
-    x = tf.keras.layers.Flatten(name="flatten")(x)
-    x = blocks.binary_dense(256, name="dense1")(x)
-    x = blocks.batch_norm(bn, name="bn3")(x)
-    if include_top:
-        x = _top(x, num_classes, bn, blocks.binary_dense)
-    return tf.keras.Model(inputs, x, name="binarynet_s2_mnist")
+    return _binarynet_cnn("binarynet_s2_mnist", 2, input_shape, num_classes, include_top, bn)
 
 
 @register(
