@@ -151,9 +151,9 @@ def available_weights(name: str) -> str | None:
 
 
 def _load_pretrained(entry, model, include_top):
-    path = cards.packaged_weights(entry.name)
-    if path is not None:
-        sha256 = cards.read_card(entry.name)["sha256"]
+    shipped = cards.shipped_weights(entry.name)
+    if shipped is not None:
+        path, sha256 = shipped
     else:
         sha256 = entry.weights_sha256
         path = weight_files.fetch(entry.weights_url, sha256)

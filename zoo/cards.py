@@ -80,6 +80,12 @@ def packaged_weights(name: str) -> pathlib.Path | None:
     return path if path.is_file() else None
 
 
+def shipped_weights(name: str) -> tuple[pathlib.Path, str] | None:
+    """(path, sha256 from its card) of the weights shipped for `name`, or None."""
+    path = packaged_weights(name)
+    return None if path is None else (path, read_card(name)["sha256"])
+
+
 # `kbnn zoo list` reads this index instead of the registry, whose model definitions import
 # TensorFlow; tests/test_cli_startup.py checks that it equals the live registry.
 # Regenerate with `python -m kbnn.zoo.cards` after adding a model or shipping weights.

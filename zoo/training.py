@@ -423,10 +423,10 @@ def _build(name: str, config: TrainConfig, plan: _Plan, steps: int) -> tf.keras.
 def initial_weights_file(source) -> tuple[pathlib.Path, str | None]:
     """(path, sha256 or None) of `init_from`: a zoo name's shipped weights or a file."""
     if isinstance(source, str) and source in registry.list_models():
-        path = cards.packaged_weights(source)
-        if path is None:
+        shipped = cards.shipped_weights(source)
+        if shipped is None:
             raise UsageError(f"init_from: zoo model {source!r} ships no pretrained weights")
-        return path, cards.read_card(source)["sha256"]
+        return shipped
     if not isinstance(source, str | os.PathLike) or not os.path.isfile(source):
         raise fail("init_from", "a zoo model with pretrained weights or a weights file", source)
     return pathlib.Path(source), None
