@@ -224,18 +224,42 @@ def unpack_bconv_filter(packed: np.ndarray) -> np.ndarray:
     return 1.0 - 2.0 * bits.astype(np.float32)
 
 
+def pack_bconv_filter(filter_values: np.ndarray) -> np.ndarray:
+    """(O, kh, kw, I) real filter → LCE's bit-packed uint32 words (O, kh, kw, ⌈I/32⌉) of its
+    signs (the inverse of `unpack_bconv_filter`; bit 1 means < 0, padding bits 0)."""
+    negative = np.asarray(filter_values) < 0
+    padding = (-negative.shape[-1]) % 32
+    if padding:
+        negative = np.pad(negative, [(0, 0)] * (negative.ndim - 1) + [(0, padding)])
+    packed = np.packbits(np.ascontiguousarray(negative), axis=-1, bitorder="little")
+    return packed.view("<u4")
+
+
+def _valid_bits(inputs: int, words: int) -> np.ndarray:
+    """Per-word mask of the bits that hold one of `inputs` channels (the rest is padding)."""
+    mask = np.full(words, 0xFFFFFFFF, np.uint32)
+    if inputs % 32:
+        mask[inputs // 32] = np.uint32((1 << (inputs % 32)) - 1)
+    return mask
+
+
 def _matches(op: str, actual: np.ndarray, expected: np.ndarray) -> bool:
     channels = expected.shape[0]
     if actual.shape[0] != channels:
         return False
-    if op == "LceBconv2d":
+    if op == "LceBconv2d":  # `actual` is LCE's packed words: compare packed, 32 signs a word
         inputs = expected.shape[-1]
-        if actual.shape[:-1] != expected.shape[:-1] or actual.shape[-1] < inputs:
+        if actual.shape[:-1] != expected.shape[:-1] or actual.shape[-1] != -(-inputs // 32):
             return False
-        signs = actual[..., :inputs].reshape(channels, -1)
-        reference = np.where(expected >= 0, 1.0, -1.0).reshape(channels, -1)
+        mask = _valid_bits(inputs, actual.shape[-1])
+        differ = (np.asarray(actual).astype(np.uint32) ^ pack_bconv_filter(expected)) & mask
+        differ = differ.reshape(channels, -1)
+        same = np.all(differ == 0, axis=1) | np.all(
+            differ == np.broadcast_to(mask, actual.shape).reshape(channels, -1), axis=1
+        )
+        if np.all(same):
+            return True
         zero = np.all(expected.reshape(channels, -1) == 0, axis=1)
-        same = np.all(signs == reference, axis=1) | np.all(signs == -reference, axis=1)
         return bool(np.all(same | zero))
     a = actual.astype(np.float64).reshape(channels, -1)
     b = expected.astype(np.float64).reshape(channels, -1)
@@ -323,9 +347,7 @@ def _match_filter(flatbuffer, op: Operator, candidates, used: set[str]) -> str |
     actual = flatbuffer.constant(tensor)
     if actual is None:
         return None
-    if op.op == "LceBconv2d":
-        actual = unpack_bconv_filter(actual)
-    elif op.op == "DEPTHWISE_CONV_2D" and actual.ndim == 4 and actual.shape[0] == 1:
+    if op.op == "DEPTHWISE_CONV_2D" and actual.ndim == 4 and actual.shape[0] == 1:
         actual = actual[0].transpose(2, 0, 1)  # TFLite (1, kh, kw, C·M) -> (C·M, kh, kw)
     found = [name for name, expected in candidates if _matches(op.op, actual, expected)]
     for name in found:

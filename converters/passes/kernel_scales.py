@@ -1,0 +1,117 @@
+r"""Pass 7: a binary convolution with a ±α kernel → a ±1 kernel and a per-channel multiply.
+
+    conv(x, α ⊙ B) = α ⊙ conv(x, B),   B ∈ {±1}, α ≥ 0 per output channel.
+
+LCE computes the right side either way (α becomes its post-activation multiplier), but
+recovering α from a constant ±α filter is slow in its MLIR converter: on XNORNet's fc6 (6×6×256
+→ 4096, 37.7M weights) 19.7 s against 7.0 s for B plus a multiply (docs/stack.md,
+`benchmarks/conversion_time.py --filter-forms`). So kbnn hands LCE the ±1 kernel and the
+multiply as a one-plane `CombineBitPlanes`, which LCE fuses into the convolution. A
+BatchNormalization that is the convolution's only reader is folded into that multiply
+(m·(α·y + b) + c), so one affine map follows the convolution, as LCE fuses it.
+"""
+
+from __future__ import annotations
+
+from kbnn.converters import levels as klevels
+from kbnn.converters.graph import consumers, flatten, rebuild
+from kbnn.converters.layers import CombineBitPlanes
+from kbnn.converters.passes._common import (
+    Namer,
+    acts_on_last_axis,
+    batchnorm_affine,
+    call_with_weights,
+    conv_like,
+    copy_quantizer,
+    is_batchnorm,
+    is_linear,
+    latent_value,
+    layer_bias,
+    single_input,
+)
+
+import larq as lq
+import numpy as np
+
+
+def factor_kernel_scales(model):
+    """Rewrite every lowered binary convolution (sign inputs, constant kernel, linear) whose
+    kernel is ±α_c per output channel c with some α_c ≠ 1 as conv(x, sign) → α·y + b."""
+    model = flatten(model)
+    uses = consumers(model)
+    targets: dict[str, tuple[np.ndarray, np.ndarray, object]] = {}
+    absorbed: set[str] = set()
+    for layer in model.layers:
+        if not _lowered_binary_conv(layer):
+            continue
+        kernel = latent_value(layer.kernel)
+        scales = channel_scales(kernel)
+        if scales is None or np.all(scales == 1.0):
+            continue
+        batchnorm = _only_batchnorm_reader(model, layer, uses)
+        targets[layer.name] = (
+            np.where(kernel < 0, np.float32(-1), np.float32(1)),
+            scales,
+            batchnorm,
+        )
+        if batchnorm is not None:
+            absorbed.add(batchnorm.name)
+    if not targets:
+        return model
+    name = Namer(model)
+
+    def replace(layer, args, kwargs):
+        if layer.name in absorbed:
+            return single_input(args)
+        if layer.name not in targets:
+            return None
+        signs, scales, batchnorm = targets[layer.name]
+        multiplier, bias = scales.astype(np.float64), layer_bias(layer)
+        bias = np.zeros(layer.filters) if bias is None else bias.astype(np.float64)
+        if batchnorm is not None:
+            bn_multiplier, bn_offset = batchnorm_affine(batchnorm)
+            multiplier, bias = multiplier * bn_multiplier, bias * bn_multiplier + bn_offset
+        conv = conv_like(
+            layer,
+            name=layer.name,
+            input_quantizer=copy_quantizer(layer.input_quantizer),
+            kernel_quantizer=None,
+            pad_values=layer.pad_values,
+            use_bias=False,
+        )
+        outputs = call_with_weights(conv, single_input(args), [signs])
+        scale = CombineBitPlanes([1.0], name=name(layer.name, "scale"))
+        return call_with_weights(scale, outputs, [multiplier, bias])
+
+    return rebuild(model, replace)
+
+
+def channel_scales(kernel: np.ndarray) -> np.ndarray | None:
+    """α with |kernel[..., c]| = α_c everywhere (the last axis is the output channel), or None."""
+    magnitudes = np.abs(kernel)
+    scales = magnitudes.reshape(-1, kernel.shape[-1]).max(axis=0)
+    return scales if np.array_equal(magnitudes, np.broadcast_to(scales, kernel.shape)) else None
+
+
+def _lowered_binary_conv(layer) -> bool:
+    """A plain QuantConv2D the passes made: sign inputs, a constant (unquantized) kernel."""
+    return (
+        type(layer) is lq.layers.QuantConv2D
+        and layer.kernel_quantizer is None
+        and klevels.input_encoding(layer).kind == "sign"
+        and is_linear(layer)
+        and len(layer._inbound_nodes) == 1
+    )
+
+
+def _only_batchnorm_reader(model, layer, uses):
+    readers = uses.get(layer.name, [])
+    if len(readers) != 1 or readers[0] == "<output>":
+        return None
+    reader = model.get_layer(readers[0])
+    if not is_batchnorm(reader) or len(reader._inbound_nodes) != 1:
+        return None
+    return reader if acts_on_last_axis(reader, len(reader.input_shape)) else None
+
+
+__all__ = ["channel_scales", "factor_kernel_scales"]
