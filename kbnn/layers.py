@@ -360,10 +360,21 @@ class DorefaPreset(_MixinBase):
                     "for other quantizers."
                 )
         self.bit_w, self.bit_a = bit_w, bit_a
+        # Named after the layer, not Keras' global counter: every clone (and so every
+        # conversion of the same model) traces the same op names.
+        layer = kwargs.get("name")
+
+        def named(role):
+            return {"name": f"{layer}_{role}"} if layer else {}
+
         super().__init__(
             *args,
-            input_quantizer=None if bit_a is None else quantizers.DoReFaActivation(bit_a),
-            kernel_quantizer=quantizers.DoReFaWeight(bit_w),
+            input_quantizer=(
+                None
+                if bit_a is None
+                else quantizers.DoReFaActivation(bit_a, **named("input_quantizer"))
+            ),
+            kernel_quantizer=quantizers.DoReFaWeight(bit_w, **named("kernel_quantizer")),
             **kwargs,
         )
 

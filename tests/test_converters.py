@@ -524,3 +524,13 @@ def test_in_memory_lambda_is_converted_as_an_opaque_layer():
     x = np.random.default_rng(5).normal(size=(8, 8, 8, 32)).astype(np.float32)
     conversion = converters.convert(model, verify_with=x)
     assert conversion.ops["LceBconv2d"] == 2 and conversion.ops["STRIDED_SLICE"] == 2
+
+
+@pytest.mark.parametrize("name", ["binarynet_mnist", "dorefanet_mnist", "ternarynet_mnist"])
+def test_the_same_model_converts_to_the_same_bytes(name):
+    # Tensor names carry quantizer names; Keras' global counters used to make them differ.
+    from kbnn import zoo
+
+    model = zoo.get(name, weights="pretrained")
+    first = converters.convert(model).flatbuffer
+    assert converters.convert(model).flatbuffer == first

@@ -38,6 +38,18 @@ def copy_quantizer(quantizer):
     return lq.quantizers.get(lq.quantizers.serialize(quantizer))
 
 
+def named_quantizer(quantizer):
+    """`quantizer`, with a string alias made into an object named after the alias rather than
+    Keras' global counter (`ste_sign_7`): flatbuffer tensor names contain it, so the same
+    model converts to the same bytes every time."""
+    if not isinstance(quantizer, str):
+        return quantizer
+    made = lq.quantizers.get(quantizer)
+    if isinstance(made, tf.keras.layers.Layer):
+        return type(made).from_config({**made.get_config(), "name": quantizer})
+    return made
+
+
 def larq_base(layer) -> type:
     """The larq (or Keras) class `layer` configures; kbnn subclasses add only defaults."""
     for cls in type(layer).__mro__:
@@ -73,8 +85,8 @@ def conv_like(
         dilation_rate=layer.dilation_rate,
         groups=getattr(layer, "groups", 1),
         use_bias=use_bias,
-        input_quantizer=input_quantizer,
-        kernel_quantizer=kernel_quantizer,
+        input_quantizer=named_quantizer(input_quantizer),
+        kernel_quantizer=named_quantizer(kernel_quantizer),
         pad_values=pad_values,
         kernel_constraint=layer.kernel_constraint if kernel_quantizer is not None else None,
         name=name,
