@@ -13,6 +13,10 @@ activations but not the kernels, except XNORNet's fc6, which covers the last fea
     python benchmarks/conversion_time.py                              # 224x224, markdown
     python benchmarks/conversion_time.py --size 64 --models binary_alexnet,quicknet --repeats 3
     python benchmarks/conversion_time.py --filter-forms --repeats 2   # LCE alone, per filter form
+    python benchmarks/conversion_time.py --models XNORNet --repeats 2  # a larq-zoo model
+
+"plain LCE, ±1 kernels" is plain LCE on the model with every binary kernel quantizer set to
+ste_sign (`with_sign_kernels`), so that LCE binarizes every layer kbnn binarizes.
 """
 
 from __future__ import annotations
@@ -44,8 +48,14 @@ STAGES = {
 
 
 def build(name: str, size: int) -> tf.keras.Model:
-    """Zoo model `name`, random seeded weights; ImageNet-size models at size x size x 3."""
+    """Zoo model `name`, random seeded weights; ImageNet-size models at size x size x 3. A
+    larq-zoo class name (XNORNet, QuickNet, ...) builds that model as
+    `benchmarks/compat_larq_zoo.py` does (needs the larq-zoo test extra, docs/stack.md)."""
     tf.keras.utils.set_random_seed(0)
+    if name[:1].isupper():
+        import compat_larq_zoo
+
+        return compat_larq_zoo.build(name, size)
     spec = zoo.spec(name)
     shape = tuple(spec.input_shape)
     if spec.dataset == "imagenet":
@@ -91,17 +101,47 @@ def time_plain_lce(model) -> tuple[float, int]:
     return time.perf_counter() - start, len(flatbuffer)
 
 
+def with_sign_kernels(model) -> tf.keras.Model:
+    """`model` with the kernel quantizer of every QuantConv2D on sign inputs set to ste_sign:
+    plain LCE then binarizes each of them, the work kbnn does. As is, LCE leaves a kernel
+    quantizer it does not constant-fold in the flatbuffer as ops that run at every inference
+    (larq-zoo XNORNet's fc6: α·sign(W) over 37.7M latent weights, then a float CONV_2D)."""
+    from kbnn.converters import levels
+    from kbnn.converters.graph import rebuild
+
+    import larq as lq
+
+    def replace(layer, args, kwargs):
+        if type(layer) is not lq.layers.QuantConv2D or layer.kernel_quantizer is None:
+            return None
+        if levels.input_encoding(layer).kind != "sign":
+            return None
+        clone = type(layer).from_config({**layer.get_config(), "kernel_quantizer": "ste_sign"})
+        outputs = clone(*args, **kwargs)
+        clone.set_weights(layer.get_weights())
+        return outputs
+
+    return rebuild(model, replace)
+
+
+def time_plain_lce_or_failure(model) -> tuple[float, int | str]:
+    try:
+        return time_plain_lce(model)
+    except Exception as err:  # LCE's converter raises many types; the row says which
+        return float("nan"), f"fails: {type(err).__name__}: {err}"[:80]
+
+
 def measure(name: str, size: int, repeats: int) -> dict:
     model = build(name, size)
-    kbnn_runs, plain_runs = [], []
+    same_work = with_sign_kernels(model)
+    kbnn_runs, plain_runs, same_runs = [], [], []
     for _ in range(repeats):
         kbnn_runs.append(time_kbnn(model))
-        try:
-            plain_runs.append(time_plain_lce(model))
-        except Exception as err:  # LCE's converter raises many types; the row says which
-            plain_runs.append((float("nan"), f"fails: {type(err).__name__}: {err}"[:80]))
+        plain_runs.append(time_plain_lce_or_failure(model))
+        same_runs.append(time_plain_lce_or_failure(same_work))
     kbnn_best = min(kbnn_runs, key=lambda run: run[0])
     plain_best = min(plain_runs, key=lambda run: run[0])
+    same_best = min(same_runs, key=lambda run: run[0])
     return {
         "model": name,
         "input": "x".join(str(d) for d in model.input_shape[1:]),
@@ -110,6 +150,8 @@ def measure(name: str, size: int, repeats: int) -> dict:
         "stages": kbnn_best[1],
         "plain_s": plain_best[0],
         "ratio": kbnn_best[0] / plain_best[0],
+        "same_s": same_best[0],
+        "same_ratio": kbnn_best[0] / same_best[0],
         "kbnn_bytes": kbnn_best[2],
         "plain_bytes": plain_best[1],
     }
@@ -155,7 +197,8 @@ def filter_forms(repeats: int) -> str:
 
 
 HEADER = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
-HEADER += ("plain LCE s", "kbnn / plain", "kbnn bytes", "plain bytes")
+HEADER += ("plain LCE s", "kbnn / plain", "plain LCE, ±1 kernels s", "kbnn / that")
+HEADER += ("kbnn bytes", "plain bytes")
 
 
 def markdown_row(cells) -> str:
@@ -173,6 +216,8 @@ def row_cells(row: dict) -> tuple[str, ...]:
         *(f"{stages.get(stage, 0.0):.1f}" for stage in STAGES),
         f"{row['plain_s']:.1f}",
         f"{row['ratio']:.2f}x" if np.isfinite(row["ratio"]) else "n/a",
+        f"{row['same_s']:.1f}",
+        f"{row['same_ratio']:.2f}x" if np.isfinite(row["same_ratio"]) else "n/a",
         f"{row['kbnn_bytes']:,}",
         f"{plain_bytes:,}" if isinstance(plain_bytes, int) else plain_bytes,
     )

@@ -1,4 +1,4 @@
-"""Pass 7: layers left in float get q(W) frozen as a plain float kernel."""
+"""Pass 8: layers left in float get q(W) frozen as a plain float kernel."""
 
 from __future__ import annotations
 
