@@ -8,7 +8,7 @@ from kbnn import converters
 from kbnn import layers as kl
 from kbnn.converters import FlatbufferError
 from kbnn.converters.interpreters import float_interpreter
-from kbnn.converters.report import unpack_bconv_filter
+from kbnn.converters.report import pack_bconv_filter, unpack_bconv_filter
 
 import numpy as np
 import pytest
@@ -57,6 +57,8 @@ def test_bitpacked_filter_decodes_to_the_kernel_signs(converted):
     kernel = model.get_layer("conv").kernel.numpy().transpose(3, 0, 1, 2)
     np.testing.assert_array_equal(signs, np.where(kernel >= 0, 1.0, -1.0))
     np.testing.assert_array_equal(unpack_bconv_filter(packed)[..., 40:], 1.0)  # padding bits 0
+    # The report compares filters packed: kbnn's packing of the kernel is LCE's, word for word.
+    np.testing.assert_array_equal(pack_bconv_filter(kernel), packed.astype(np.uint32))
 
 
 def test_tensors_agree_with_tflite_interpreter():
