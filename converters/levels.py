@@ -304,6 +304,8 @@ def _bits(quantizer, levels: np.ndarray) -> int:
     precision = getattr(quantizer, "precision", None)
     if isinstance(precision, int) and 1 <= precision <= 32:
         return precision
+    if _is_binary(levels):
+        return 1
     distinct = np.unique(levels).size
     return max(1, math.ceil(math.log2(max(distinct, 2))))
 
@@ -337,6 +339,8 @@ class WeightPlanes:
 
 def plane_count(levels: np.ndarray) -> int:
     """`len(weight_planes(levels))`, without building the planes."""
+    if _is_binary(levels):
+        return 1
     integer = _integer_levels(levels)
     n = int(np.abs(integer).max(initial=0))
     if _all_odd(integer, n):
@@ -346,6 +350,8 @@ def plane_count(levels: np.ndarray) -> int:
 
 def weight_planes(levels: np.ndarray) -> WeightPlanes:
     """Decompose integer `levels` into the fewest ±1 planes of the schemes above (exact)."""
+    if _is_binary(levels):  # the common case, one plane: what the general path gives, faster
+        return WeightPlanes([1.0], [np.asarray(levels, np.float32)])
     integer = _integer_levels(levels)
     n = int(np.abs(integer).max(initial=0))
     coefficients: list[float] = []
@@ -382,6 +388,12 @@ def _reconstructs(planes: WeightPlanes, integer: np.ndarray) -> bool:
         if not np.array_equal(total, expected[block]):
             return False
     return True
+
+
+def _is_binary(levels) -> bool:
+    """Every level is ±1 (one plane, coefficient 1)."""
+    levels = np.asarray(levels)
+    return levels.size > 0 and bool(np.all(np.abs(levels) == 1))
 
 
 def _integer_levels(levels: np.ndarray) -> np.ndarray:
