@@ -93,6 +93,20 @@ def conv_like(
     )
 
 
+def with_constant_kernel(layer, inputs, kernel, bias=None):
+    """`layer` (a QuantConv2D) rebuilt under its name on `inputs` with a constant `kernel` (no
+    kernel quantizer), its input quantizer and padding kept, and `bias` if given."""
+    conv = conv_like(
+        layer,
+        name=layer.name,
+        input_quantizer=copy_quantizer(layer.input_quantizer),
+        kernel_quantizer=None,
+        pad_values=layer.pad_values,
+        use_bias=bias is not None,
+    )
+    return call_with_weights(conv, inputs, [kernel] if bias is None else [kernel, bias])
+
+
 def call_with_weights(layer, inputs, weights):
     """Call (build) a new `layer` on `inputs`, then give it `weights`."""
     with zero_initialized(layer):

@@ -11,13 +11,12 @@ from kbnn.converters.passes._common import (
     acts_on_last_axis,
     batchnorm_affine,
     call_with_weights,
-    conv_like,
-    copy_quantizer,
     is_batchnorm,
     is_linear,
     latent_value,
     layer_bias,
     single_input,
+    with_constant_kernel,
 )
 
 import larq as lq
@@ -80,16 +79,8 @@ def fold_batchnorm(model):
             if first:
                 bias = bias + offset
             use_bias = first or layer.use_bias
-            conv = conv_like(
-                layer,
-                name=layer.name,
-                input_quantizer=copy_quantizer(layer.input_quantizer),
-                kernel_quantizer=None,
-                pad_values=layer.pad_values,
-                use_bias=use_bias,
-            )
-            return call_with_weights(
-                conv, single_input(args), [kernel, bias] if use_bias else [kernel]
+            return with_constant_kernel(
+                layer, single_input(args), kernel, bias if use_bias else None
             )
         return None
 

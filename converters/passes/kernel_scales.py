@@ -21,13 +21,12 @@ from kbnn.converters.passes._common import (
     acts_on_last_axis,
     batchnorm_affine,
     call_with_weights,
-    conv_like,
-    copy_quantizer,
     is_batchnorm,
     is_linear,
     latent_value,
     layer_bias,
     single_input,
+    with_constant_kernel,
 )
 
 import larq as lq
@@ -71,15 +70,7 @@ def factor_kernel_scales(model):
         if batchnorm is not None:
             bn_multiplier, bn_offset = batchnorm_affine(batchnorm)
             multiplier, bias = multiplier * bn_multiplier, bias * bn_multiplier + bn_offset
-        conv = conv_like(
-            layer,
-            name=layer.name,
-            input_quantizer=copy_quantizer(layer.input_quantizer),
-            kernel_quantizer=None,
-            pad_values=layer.pad_values,
-            use_bias=False,
-        )
-        outputs = call_with_weights(conv, single_input(args), [signs])
+        outputs = with_constant_kernel(layer, single_input(args), signs)
         scale = CombineBitPlanes([1.0], name=name(layer.name, "scale"))
         return call_with_weights(scale, outputs, [multiplier, bias])
 
