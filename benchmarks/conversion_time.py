@@ -42,7 +42,9 @@ MODELS = ("binarynet_mnist", "binary_alexnet", "xnornet_alexnet", "birealnet18",
 #: convert()'s stages, each a module-level function of kbnn.converters.convert timed in place.
 STAGES = {
     "passes": ("passes", "lower"),
+    "stand-ins": ("large_filters", "find_standins"),
     "LCE": (None, "_lce_convert"),
+    "install": ("large_filters", "install_filters"),
     "report": (None, "build_report"),
 }
 

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 
 from kbnn._io import write_atomic
-from kbnn.converters import passes
+from kbnn.converters import large_filters, passes
 from kbnn.converters.errors import ConversionError
 from kbnn.converters.flatbuffer import read_flatbuffer
 from kbnn.converters.graph import all_layers, check_graph_network
@@ -169,11 +169,11 @@ def convert(
             with stages.stage("rewriting graph (kbnn passes)"):
                 lowered = passes.lower(model)
             with stages.stage("LCE conversion (SavedModel + MLIR)"):
-                flatbuffer = _lce_convert(lowered, target, input_type, output_type)
+                flatbuffer, packed = _convert_lowered(lowered, target, input_type, output_type)
             with stages.stage("reading flatbuffer back"):
                 parsed = read_flatbuffer(flatbuffer)
                 _check_io_types(parsed, input_type, output_type)
-                report = build_report(model, lowered, parsed)
+                report = build_report(model, lowered, parsed, packed_filters=packed)
             conversion = Conversion(flatbuffer=flatbuffer, report=report, lowered_model=lowered)
             if verify_with is not None:
                 with stages.stage("verifying in LCE's interpreter"):
@@ -197,6 +197,20 @@ def _check_io_types(parsed, input_type, output_type) -> None:
                 f"{', '.join(sorted(found))}: int8 inputs/outputs need an int8-quantized graph "
                 "(fake-quantization ranges), and kbnn's rewrites produce float32 graphs."
             )
+
+
+def _convert_lowered(lowered, target, input_type, output_type):
+    """LCE's conversion of the lowered model with large binary filters written by kbnn
+    (`large_filters`), or a normal one where their ops cannot be told apart. Returns the
+    flatbuffer and the packed filters kbnn wrote, by layer name."""
+    standins = large_filters.find_standins(lowered)
+    if standins:
+        with large_filters.splat_kernels(standins):
+            flatbuffer = _lce_convert(lowered, target, input_type, output_type)
+        with contextlib.suppress(large_filters.FilterNotFound):
+            flatbuffer = large_filters.install_filters(flatbuffer, standins)
+            return flatbuffer, {standin.layer.name: standin.packed for standin in standins}
+    return _lce_convert(lowered, target, input_type, output_type), {}
 
 
 def _lce_convert(model, target, input_type, output_type) -> bytes:

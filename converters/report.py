@@ -14,6 +14,7 @@ Lowered layers map back to the user's layers through `kbnn.converters.graph.orig
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -227,15 +228,20 @@ def unpack_bconv_filter(packed: np.ndarray) -> np.ndarray:
 def pack_bconv_filter(filter_values: np.ndarray) -> np.ndarray:
     """(O, kh, kw, I) real filter → LCE's bit-packed uint32 words (O, kh, kw, ⌈I/32⌉) of its
     signs (the inverse of `unpack_bconv_filter`; bit 1 means < 0, padding bits 0)."""
-    negative = np.asarray(filter_values) < 0
-    padding = (-negative.shape[-1]) % 32
+    # Packed with the output channels last, the layout Keras kernels are stored in (a filter
+    # made by `kernel.transpose(3, 0, 1, 2)` is read in memory order): 3× faster on a 37.7M
+    # kernel than packing the transposed bits, and the transpose then moves 8× fewer bytes.
+    negative = np.moveaxis(np.asarray(filter_values), 0, -1) < 0
+    padding = (-negative.shape[-2]) % 32
     if padding:
-        negative = np.pad(negative, [(0, 0)] * (negative.ndim - 1) + [(0, padding)])
-    packed = np.packbits(np.ascontiguousarray(negative), axis=-1, bitorder="little")
-    return packed.view("<u4")
+        pad_width = [(0, 0)] * negative.ndim
+        pad_width[-2] = (0, padding)
+        negative = np.pad(negative, pad_width)
+    packed = np.packbits(negative, axis=-2, bitorder="little")
+    return np.ascontiguousarray(np.moveaxis(packed, -1, 0)).view("<u4")
 
 
-def _valid_bits(inputs: int, words: int) -> np.ndarray:
+def valid_bits(inputs: int, words: int) -> np.ndarray:
     """Per-word mask of the bits that hold one of `inputs` channels (the rest is padding)."""
     mask = np.full(words, 0xFFFFFFFF, np.uint32)
     if inputs % 32:
@@ -243,7 +249,8 @@ def _valid_bits(inputs: int, words: int) -> np.ndarray:
     return mask
 
 
-def _matches(op: str, actual: np.ndarray, expected: np.ndarray) -> bool:
+def _matches(op: str, actual: np.ndarray, expected: np.ndarray, packed=None) -> bool:
+    """`packed()` returns `pack_bconv_filter(expected)` (memoized by the caller)."""
     channels = expected.shape[0]
     if actual.shape[0] != channels:
         return False
@@ -251,8 +258,9 @@ def _matches(op: str, actual: np.ndarray, expected: np.ndarray) -> bool:
         inputs = expected.shape[-1]
         if actual.shape[:-1] != expected.shape[:-1] or actual.shape[-1] != -(-inputs // 32):
             return False
-        mask = _valid_bits(inputs, actual.shape[-1])
-        differ = (np.asarray(actual).astype(np.uint32) ^ pack_bconv_filter(expected)) & mask
+        mask = valid_bits(inputs, actual.shape[-1])
+        words = packed() if packed is not None else pack_bconv_filter(expected)
+        differ = (np.asarray(actual).astype(np.uint32) ^ words) & mask
         differ = differ.reshape(channels, -1)
         same = np.all(differ == 0, axis=1) | np.all(
             differ == np.broadcast_to(mask, actual.shape).reshape(channels, -1), axis=1
@@ -271,8 +279,9 @@ def _matches(op: str, actual: np.ndarray, expected: np.ndarray) -> bool:
     return bool(np.all(zero | (cosine > 0.999)))
 
 
-def attribute(flatbuffer: FlatbufferModel, lowered) -> dict[int, str]:
-    """op index (main subgraph) -> name of the lowered-model layer it implements."""
+def attribute(flatbuffer: FlatbufferModel, lowered, packed_filters=None) -> dict[int, str]:
+    """op index (main subgraph) -> name of the lowered-model layer it implements.
+    `packed_filters`: layer name -> `pack_bconv_filter` of its filter, where already known."""
     layers = {layer.name: layer for layer in all_layers(lowered)}
     candidates = []
     for layer in layers.values():
@@ -280,6 +289,7 @@ def attribute(flatbuffer: FlatbufferModel, lowered) -> dict[int, str]:
         if expected is not None:
             candidates.append((layer.name, expected))
     used: set[str] = set()
+    packed_cache: dict[str, np.ndarray] = dict(packed_filters or {})
     result: dict[int, str] = {}
     graph = flatbuffer.main
     final = {}
@@ -294,7 +304,7 @@ def attribute(flatbuffer: FlatbufferModel, lowered) -> dict[int, str]:
     for op in graph.operators:
         name = None
         if op.op in WEIGHT_OPS and len(op.inputs) > 1 and op.inputs[1] >= 0:
-            name = _match_filter(flatbuffer, op, candidates, used)
+            name = _match_filter(flatbuffer, op, candidates, used, packed_cache)
         if name is None:
             name = next(
                 (
@@ -342,14 +352,28 @@ def _plausible(layer, op: str) -> bool:
     return True
 
 
-def _match_filter(flatbuffer, op: Operator, candidates, used: set[str]) -> str | None:
+def _packed(cache: dict, name: str, expected: np.ndarray) -> np.ndarray:
+    if name not in cache:
+        cache[name] = pack_bconv_filter(expected)
+    return cache[name]
+
+
+def _match_filter(
+    flatbuffer, op: Operator, candidates, used: set[str], packed_cache: dict
+) -> str | None:
     tensor = flatbuffer.main.tensors[op.inputs[1]]
     actual = flatbuffer.constant(tensor)
     if actual is None:
         return None
     if op.op == "DEPTHWISE_CONV_2D" and actual.ndim == 4 and actual.shape[0] == 1:
         actual = actual[0].transpose(2, 0, 1)  # TFLite (1, kh, kw, C·M) -> (C·M, kh, kw)
-    found = [name for name, expected in candidates if _matches(op.op, actual, expected)]
+    found = [
+        name
+        for name, expected in candidates
+        if _matches(
+            op.op, actual, expected, functools.partial(_packed, packed_cache, name, expected)
+        )
+    ]
     for name in found:
         if name not in used:
             used.add(name)
@@ -375,9 +399,12 @@ def _named_layers(tensors, op: Operator, layers) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_report(original, lowered, flatbuffer: FlatbufferModel) -> ConversionReport:
-    """Rows for every layer of `original` (nested models flattened)."""
-    ops_of = attribute(flatbuffer, lowered)
+def build_report(
+    original, lowered, flatbuffer: FlatbufferModel, packed_filters=None
+) -> ConversionReport:
+    """Rows for every layer of `original` (nested models flattened); `packed_filters` as in
+    `attribute`."""
+    ops_of = attribute(flatbuffer, lowered, packed_filters)
     user_layers = all_layers(original)
     user_names = {layer.name for layer in user_layers}
     rows = {
