@@ -198,7 +198,7 @@ def filter_forms(repeats: int) -> str:
     return "\n".join(lines)
 
 
-HEADER = ("model", "input", "weights", "kbnn s", "passes s", "LCE s", "report s")
+HEADER = ("model", "input", "weights", "kbnn s", *(f"{stage} s" for stage in STAGES))
 HEADER += ("plain LCE s", "kbnn / plain", "plain LCE, ±1 kernels s", "kbnn / that")
 HEADER += ("kbnn bytes", "plain bytes")
 

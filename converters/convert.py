@@ -202,8 +202,9 @@ def _check_io_types(parsed, input_type, output_type) -> None:
 def _convert_lowered(lowered, target, input_type, output_type):
     """LCE's conversion of the lowered model with large binary filters written by kbnn
     (`large_filters`), or a normal one where their ops cannot be told apart. Returns the
-    flatbuffer and the packed filters kbnn wrote, by layer name."""
-    standins = large_filters.find_standins(lowered)
+    flatbuffer and the packed filters kbnn wrote, by layer name. Only for target "arm": the
+    packing written is LCE's ARM layout."""
+    standins = large_filters.find_standins(lowered) if target == "arm" else []
     if standins:
         with large_filters.splat_kernels(standins):
             flatbuffer = _lce_convert(lowered, target, input_type, output_type)

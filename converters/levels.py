@@ -237,6 +237,10 @@ def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         values = values.astype(np.float64)
     channels = values.shape[-1]
     flat = values.reshape(-1, channels)
+    if flat.shape[0] > 2:
+        magnitudes = _channel_magnitudes(flat)
+        if magnitudes is not None:
+            return _signed_levels(flat, magnitudes, values.shape)
     smallest, has_nonzero = _smallest_magnitudes(flat)
     candidates = []
     if has_nonzero.any():
@@ -251,6 +255,26 @@ def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
             if found is not None:
                 return found.reshape(values.shape), scale.astype(np.float32)
     return None
+
+
+def _channel_magnitudes(flat: np.ndarray) -> np.ndarray | None:
+    """α with every value of channel c equal to ±α_c (XNOR and sign kernels), or None."""
+    magnitudes = np.abs(flat)
+    alpha = magnitudes.max(axis=0)
+    return alpha if np.array_equal(magnitudes, np.broadcast_to(alpha, flat.shape)) else None
+
+
+def _signed_levels(flat: np.ndarray, alpha: np.ndarray, shape) -> tuple | None:
+    """`infer_levels` of a kernel whose channel c holds only ±α_c, from the two rows ±α: each
+    check of the search is element-wise and symmetric in the sign (|·|, round half to even),
+    and every block of rows holds ±α_c in each channel, so each candidate scale passes or
+    fails on ±α exactly as on the whole kernel. Then level = sign(q)·level(α_c)."""
+    found = infer_levels(np.stack([alpha, -alpha]))
+    if found is None:
+        return None
+    levels, scale = found
+    signed = np.sign(flat).astype(np.float32) * levels[0]
+    return signed.reshape(shape), scale
 
 
 #: Elements per block of the element-wise checks (2 MB in float64).

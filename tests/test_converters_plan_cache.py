@@ -118,8 +118,14 @@ def _kernels():
     late[-1, -1, -1, 0] *= 1.5  # off the d = 1 grid past the sample: seen in full only
     beyond = rng.integers(-3, 4, big).astype(np.float32) * 0.25
     beyond[-1, -1, -1, 1] = 300.0  # |level| > 255 past the sample
+    signs = np.where(rng.uniform(-1, 1, big) < 0, -1, 1).astype(np.float32)
     return {
-        "xnor": np.where(rng.uniform(-1, 1, big) < 0, -1, 1).astype(np.float32) * alpha,
+        "xnor": signs * alpha,
+        # ±α_c kernels whose α_c are multiples of the smallest α (one scale for the whole
+        # kernel wins), need divisor 2 (1.5×), or give levels over 255.
+        "xnor_integer_ratios": signs * np.float32(0.3) * rng.integers(1, 4, 24).astype(np.float32),
+        "xnor_half_ratios": signs * np.float32(0.2) * rng.choice([1.0, 1.5], 24).astype(np.float32),
+        "xnor_ratio_over_255": signs * np.where(np.arange(24) == 3, 300.0, 1.0).astype(np.float32),
         "ternary_per_channel": ternary * alpha,
         "dorefa": (2 * rng.integers(0, 4, shape) - 3).astype(np.float32) / 3,
         "five_level": rng.integers(-2, 3, shape).astype(np.float32) * 0.37,

@@ -202,3 +202,12 @@ def test_the_editor_refuses_wrong_sizes_and_computed_inputs():
     second = [op for op in graph.operators if op.op == "FULLY_CONNECTED"][1]
     with pytest.raises(ValueError, match="computed by"):
         replace_constant_inputs(flatbuffer, {(second.index, 0): bytes(12)})
+
+
+def test_xcore_conversions_do_not_use_standins(monkeypatch, installs):
+    """The packed words kbnn writes are LCE's ARM layout; xcore conversions stay LCE's own."""
+    monkeypatch.setattr(large_filters, "STANDIN_MIN_WEIGHTS", 1)
+    model = _mixed_model()
+    xcore = convert(model, target="xcore")
+    assert installs == []
+    assert xcore.ops.get("LceBconv2d", 0) > 0

@@ -12,7 +12,7 @@ from kbnn.converters.passes._common import (
     layer_bias,
     single_input,
 )
-from kbnn.converters.plan import layer_levels, plan_layer
+from kbnn.converters.plan import plan_with_levels
 
 import larq as lq
 import tensorflow as tf
@@ -36,9 +36,10 @@ def split_weight_planes(model):
             isinstance(layer, lq.layers.QuantConv2D)
             and not getattr(layer, "xnor_input_scaling", False)
             and klevels.input_encoding(layer).kind == "sign"
-            and plan_layer(layer).action in ("bconv", "planes")
         ):
-            targets[layer.name] = layer_levels(layer)
+            plan, levels = plan_with_levels(layer)
+            if plan is not None and plan.action in ("bconv", "planes"):
+                targets[layer.name] = levels
     if not targets:
         return model
     name = Namer(model)
