@@ -8,7 +8,9 @@ emitted before this pass): same op counts and the same outputs in LCE's interpre
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn.converters import passes
 from kbnn.converters.flatbuffer import read_flatbuffer
+from kbnn.converters.graph import rebuild
 from kbnn.converters.layers import CombineBitPlanes
+from kbnn.converters.passes._common import quantized_weights, with_constant_kernel
 from kbnn.converters.passes.kernel_scales import channel_scales
 
 import larq as lq
@@ -48,15 +50,29 @@ def _unfactored(model):
     return passes.lower(model, passes=kept)
 
 
+def _scaled(model):
+    """`model` with conv's kernel frozen to the constant q(W) = ±α (no kernel quantizer): the
+    form a single binary plane had before `split_weight_planes` emitted B plus the multiply,
+    and the form `fold_batchnorm` leaves for plane sums."""
+
+    def freeze(layer, args, kwargs):
+        if layer.name != "conv":
+            return None
+        kernel, *bias = quantized_weights(layer)
+        return with_constant_kernel(layer, args[0], kernel, bias[0] if bias else None)
+
+    return rebuild(model, freeze)
+
+
 @pytest.mark.parametrize(
     ("bias", "bn", "zero_channel"),
     [(False, True, False), (True, True, False), (True, False, False), (False, True, True)],
 )
 def test_scales_leave_the_kernel_and_keras_outputs_stay(bias, bn, zero_channel):
     model = _model(bias=bias, bn=bn, zero_channel=zero_channel)
-    before = _unfactored(model)
+    before = _scaled(model)
     convs = [layer.name for layer in before.layers if isinstance(layer, lq.layers.QuantConv2D)]
-    assert len(convs) == (2 if zero_channel else 1)  # a zero channel makes levels {-1, 0, 1}
+    assert convs == ["conv"]
     after = passes.factor_kernel_scales(before)
     for name in convs:
         scaled = before.get_layer(name).kernel.numpy()
@@ -90,7 +106,9 @@ def _lce_outputs(flatbuffer, x):
 def test_lce_fuses_the_multiply_like_it_fuses_a_scaled_kernel(kernel_quantizer):
     model = _model(kernel_quantizer, bias=True)
     factored = lce.convert_keras_model(passes.lower(model))
-    reference = lce.convert_keras_model(_unfactored(model))  # LCE recovers α itself
+    # LCE recovers α itself from a ±α kernel (one plane) or from each ±α plane (ternary).
+    unfactored = _scaled(model) if kernel_quantizer == "magnitude_aware_sign" else None
+    reference = lce.convert_keras_model(unfactored or _unfactored(model))
     ops = read_flatbuffer(factored).op_counts()
     assert ops == read_flatbuffer(reference).op_counts()
     assert "MUL" not in ops and ops["LceBconv2d"] >= 1

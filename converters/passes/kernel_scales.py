@@ -9,6 +9,10 @@ recovering α from a constant ±α filter is slow in its MLIR converter: on XNOR
 multiply as a one-plane `CombineBitPlanes`, which LCE fuses into the convolution. A
 BatchNormalization that is the convolution's only reader is folded into that multiply
 (m·(α·y + b) + c), so one affine map follows the convolution, as LCE fuses it.
+
+`split_weight_planes` already emits a single binary plane in this form (saving this pass a
+rebuild and three passes over the kernel: ~1 s on XNORNet); what is left here are the ±α planes
+of multi-plane sums after `fold_batchnorm`, and ±α kernels from elsewhere.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kbnn.converters import levels as klevels
 from kbnn.converters.graph import flatten, rebuild
+from kbnn.converters.layers import CombineBitPlanes
 from kbnn.converters.passes._common import (
     Namer,
     apply_activation,
@@ -15,6 +16,7 @@ from kbnn.converters.passes._common import (
 from kbnn.converters.plan import plan_with_levels
 
 import larq as lq
+import numpy as np
 import tensorflow as tf
 
 L = tf.keras.layers
@@ -27,8 +29,9 @@ def split_weight_planes(model):
 
         conv(x, s·L) = Σ_i conv(x, c_i·s·b_i).
 
-    Binary kernels give a single plane (the layer with its kernel frozen to ±α). Layers with
-    XNOR input scaling and one plane are left to LCE, which lowers them itself."""
+    Binary kernels give a single plane: the layer with its kernel frozen to B = ±1 and α as a
+    per-channel multiply (`_scaled_sign_conv`). Layers with XNOR input scaling and one plane
+    are left to LCE, which lowers them itself."""
     model = flatten(model)
     targets = {}
     for layer in model.layers:
@@ -50,6 +53,9 @@ def split_weight_planes(model):
         found = targets[layer.name]
         planes = klevels.weight_planes(found.levels)
         inputs = single_input(args)
+        if len(planes) == 1:
+            total = _scaled_sign_conv(layer, inputs, planes, found.scale, name)
+            return apply_activation(layer, total, name(layer.name, "activation"))
         outputs = []
         for index, (coefficient, plane) in enumerate(
             zip(planes.coefficients, planes.planes, strict=True)
@@ -72,3 +78,28 @@ def split_weight_planes(model):
         return apply_activation(layer, total, name(layer.name, "activation"))
 
     return rebuild(model, replace)
+
+
+def _scaled_sign_conv(layer, inputs, planes, scale, name):
+    """One plane c·s·B: conv(x, B) with B ∈ {±1}, then α = c·s per output channel and the bias
+    as a one-plane `CombineBitPlanes` (where some α ≠ 1), so LCE gets a ±1 filter and fuses the
+    multiply; a following BatchNormalization folds into it (`fold_batchnorm`).
+    conv(x, α ⊙ B) = α ⊙ conv(x, B)."""
+    alpha = np.broadcast_to(planes.coefficients[0] * scale, (layer.filters,))
+    unit = bool(np.all(alpha == 1.0))
+    bias = layer_bias(layer)
+    conv = conv_like(
+        layer,
+        name=name(layer.name, "bconv"),
+        input_quantizer="ste_sign",
+        kernel_quantizer=None,
+        pad_values=layer.pad_values,
+        use_bias=unit and layer.use_bias,
+    )
+    weights = [planes.planes[0]] + ([bias] if unit and layer.use_bias else [])
+    outputs = call_with_weights(conv, inputs, weights)
+    if unit:
+        return outputs
+    scale_layer = CombineBitPlanes([1.0], name=name(layer.name, "scale"))
+    bias = np.zeros(layer.filters, np.float32) if bias is None else bias
+    return call_with_weights(scale_layer, outputs, [alpha, bias])
