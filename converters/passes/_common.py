@@ -169,6 +169,16 @@ def is_batchnorm(layer) -> bool:
     return isinstance(layer, L.BatchNormalization) and not getattr(layer, "renorm", False)
 
 
+def is_foldable_batchnorm(layer) -> bool:
+    """A BatchNormalization called once, normalizing the last (channel) axis: a per-channel
+    affine map that can move into the layer before it."""
+    return (
+        is_batchnorm(layer)
+        and len(layer._inbound_nodes) == 1
+        and acts_on_last_axis(layer, len(layer.input_shape))
+    )
+
+
 def affine_probe(layer, channels: int, rank: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(m, c) with layer(x) = m·x + c per channel (last axis) at inference, or None if the
     layer is not such an affine map (checked at x = 0, 1 and −3)."""

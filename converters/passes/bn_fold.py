@@ -8,10 +8,9 @@ from __future__ import annotations
 from kbnn.converters.graph import clone_layer, consumers, flatten, producer, rebuild
 from kbnn.converters.layers import CombineBitPlanes
 from kbnn.converters.passes._common import (
-    acts_on_last_axis,
     batchnorm_affine,
     call_with_weights,
-    is_batchnorm,
+    is_foldable_batchnorm,
     is_linear,
     latent_value,
     layer_bias,
@@ -37,9 +36,7 @@ def fold_batchnorm(model):
     plane_targets: dict[str, tuple[tf.keras.layers.Layer, bool]] = {}
     removed: set[str] = set()
     for bn in model.layers:
-        if not is_batchnorm(bn) or len(bn._inbound_nodes) != 1:
-            continue
-        if not acts_on_last_axis(bn, len(bn.input_shape)):
+        if not is_foldable_batchnorm(bn):
             continue
         source = _sum_before(bn, uses)
         if source is None:

@@ -22,10 +22,9 @@ from kbnn.converters.graph import consumers, flatten, rebuild
 from kbnn.converters.layers import CombineBitPlanes
 from kbnn.converters.passes._common import (
     Namer,
-    acts_on_last_axis,
     batchnorm_affine,
     call_with_weights,
-    is_batchnorm,
+    is_foldable_batchnorm,
     is_linear,
     latent_value,
     layer_bias,
@@ -104,9 +103,7 @@ def _only_batchnorm_reader(model, layer, uses):
     if len(readers) != 1 or readers[0] == "<output>":
         return None
     reader = model.get_layer(readers[0])
-    if not is_batchnorm(reader) or len(reader._inbound_nodes) != 1:
-        return None
-    return reader if acts_on_last_axis(reader, len(reader.input_shape)) else None
+    return reader if is_foldable_batchnorm(reader) else None
 
 
 __all__ = ["channel_scales", "factor_kernel_scales"]

@@ -5,10 +5,9 @@ from __future__ import annotations
 from kbnn.converters.graph import clone_layer, consumers, flatten, rebuild
 from kbnn.converters.passes._common import (
     MAX_POOLS,
-    acts_on_last_axis,
     batchnorm_affine,
     call_with_weights,
-    is_batchnorm,
+    is_foldable_batchnorm,
     single_input,
 )
 
@@ -30,9 +29,7 @@ def reorder_pool_batchnorm(model):
         if len(after) != 1 or after[0] == "<output>":
             continue
         bn = model.get_layer(after[0])
-        if not is_batchnorm(bn) or len(bn._inbound_nodes) != 1:
-            continue
-        if not acts_on_last_axis(bn, len(bn.input_shape)):
+        if not is_foldable_batchnorm(bn):
             continue
         multiplier, _ = batchnorm_affine(bn)
         if np.all(multiplier > 0):
