@@ -1,16 +1,17 @@
 """Large binary filters skip LCE's MLIR: convert with a splat stand-in, then write the real
 bit-packed filter into the flatbuffer.
 
-LCE's converter binarizes a ±1 filter one element at a time. XNORNet's 37.7M-weight fc6 takes
-it 6.8 s as a ±1 filter against 3.8 s as a splat one (`python benchmarks/conversion_time.py
+LCE's converter binarizes a ±1 filter one element at a time: XNORNet's 37.7M-weight fc6 takes
+it 6.8 s as a ±1 filter and 3.8 s as an all-ones one (`python benchmarks/conversion_time.py
 --filter-forms`); on the whole lowered XNORNet the MLIR step goes from 9.4 s to 5.5 s. The
-words LCE would have written are known exactly (`report.pack_bconv_filter`, checked against
-LCE's own packing in tests/test_report.py), so kbnn writes them itself: every binary
+words LCE would write are known exactly (`report.pack_bconv_filter`, checked against LCE's
+own packing in tests/test_converters_flatbuffer.py), so kbnn writes them itself. Every binary
 convolution with at least `STANDIN_MIN_WEIGHTS` ±1 weights is converted with an all-ones
-kernel (LCE emits a FILL or a constant of equal words for it), and the packed words of the real
-kernel replace that input of its `LceBconv2d`, with the channels LCE negated negated alike. A layer is only stood in for when its packed
-filter shape is unique in the model, so the op it became is found without doubt; when that op
-cannot be found, `install_filters` raises `FilterNotFound` and `convert` converts normally.
+kernel (LCE emits a FILL or a constant of equal words for it); then the packed words of the
+real kernel replace that input of its `LceBconv2d`, with the channels LCE negated negated
+too. A layer is only stood in for when its packed filter shape is unique in the model, so the
+op it became is found without doubt; when that op cannot be found, `install_filters` raises
+`FilterNotFound` and `convert` converts normally.
 """
 
 from __future__ import annotations
