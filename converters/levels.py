@@ -238,7 +238,7 @@ def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     channels = values.shape[-1]
     flat = values.reshape(-1, channels)
     if flat.shape[0] > 2:
-        magnitudes = _channel_magnitudes(flat)
+        magnitudes = channel_magnitudes(flat)
         if magnitudes is not None:
             return _signed_levels(flat, magnitudes, values.shape)
     smallest, has_nonzero = _smallest_magnitudes(flat)
@@ -257,11 +257,12 @@ def infer_levels(quantized: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     return None
 
 
-def _channel_magnitudes(flat: np.ndarray) -> np.ndarray | None:
-    """α with every value of channel c equal to ±α_c (XNOR and sign kernels), or None."""
-    magnitudes = np.abs(flat)
-    alpha = magnitudes.max(axis=0)
-    return alpha if np.array_equal(magnitudes, np.broadcast_to(alpha, flat.shape)) else None
+def channel_magnitudes(kernel: np.ndarray) -> np.ndarray | None:
+    """α with |kernel[..., c]| = α_c everywhere (the last axis is the output channel: XNOR and
+    sign kernels), or None."""
+    magnitudes = np.abs(kernel)
+    alpha = magnitudes.reshape(-1, kernel.shape[-1]).max(axis=0)
+    return alpha if np.array_equal(magnitudes, np.broadcast_to(alpha, kernel.shape)) else None
 
 
 def _signed_levels(flat: np.ndarray, alpha: np.ndarray, shape) -> tuple | None:

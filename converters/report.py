@@ -249,7 +249,7 @@ def valid_bits(inputs: int, words: int) -> np.ndarray:
     return mask
 
 
-def _matches(op: str, actual: np.ndarray, expected: np.ndarray, packed=None) -> bool:
+def _matches(op: str, actual: np.ndarray, expected: np.ndarray, packed) -> bool:
     """`packed()` returns `pack_bconv_filter(expected)` (memoized by the caller)."""
     channels = expected.shape[0]
     if actual.shape[0] != channels:
@@ -259,8 +259,7 @@ def _matches(op: str, actual: np.ndarray, expected: np.ndarray, packed=None) -> 
         if actual.shape[:-1] != expected.shape[:-1] or actual.shape[-1] != -(-inputs // 32):
             return False
         mask = valid_bits(inputs, actual.shape[-1])
-        words = packed() if packed is not None else pack_bconv_filter(expected)
-        differ = (np.asarray(actual).astype(np.uint32) ^ words) & mask
+        differ = (np.asarray(actual).astype(np.uint32) ^ packed()) & mask
         differ = differ.reshape(channels, -1)
         same = np.all(differ == 0, axis=1) | np.all(
             differ == np.broadcast_to(mask, actual.shape).reshape(channels, -1), axis=1

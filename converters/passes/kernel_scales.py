@@ -80,11 +80,7 @@ def factor_kernel_scales(model):
     return rebuild(model, replace)
 
 
-def channel_scales(kernel: np.ndarray) -> np.ndarray | None:
-    """α with |kernel[..., c]| = α_c everywhere (the last axis is the output channel), or None."""
-    magnitudes = np.abs(kernel)
-    scales = magnitudes.reshape(-1, kernel.shape[-1]).max(axis=0)
-    return scales if np.array_equal(magnitudes, np.broadcast_to(scales, kernel.shape)) else None
+channel_scales = klevels.channel_magnitudes
 
 
 def _lowered_binary_conv(layer) -> bool:
