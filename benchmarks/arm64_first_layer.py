@@ -19,7 +19,14 @@ from Keras). Bit planes of the 8-bit image are not built: on a 1-channel input e
 a full binary convolution with 1 useful bit per 32-bit word (dorefanet_mnist's 3 planes of its
 3-bit image measured 2,628,238 instructions, 5.6× the float CONV_2D).
 
+`--binary-bounds` measures what a binary first layer packed 25 taps to a word would cost at
+least, without building it: the input staircase it needs (thermometer levels, T thresholds at
+(i − ½)/T) and its accuracy in Keras on all 10,000 digits; the cheapest builtin that gathers a
+5×5 neighbourhood of the 28×28 image into words (a float CONV_2D or DEPTHWISE_CONV_2D with
+weights 2^j); and a 1×1 LceBconv2d from K packed words to 32 bit-packed channels on 28×28.
+
     python benchmarks/arm64_first_layer.py --runner ../shared/arm64
+    python benchmarks/arm64_first_layer.py --runner ../shared/arm64 --binary-bounds
 """
 
 from __future__ import annotations
@@ -121,12 +128,100 @@ def candidate(lowered, kind: str):
     return lowered if kind == "float" else rebuild(lowered, replace)
 
 
+def staircase(images, levels: int):
+    """The input a binary layer on `levels` thermometer planes sees: (1/T) Σ_i [x > (i − ½)/T]."""
+    thresholds = (np.arange(1, levels + 1) - 0.5) / levels
+    return sum((images > t).astype(np.float32) for t in thresholds) / levels
+
+
+def packing_flatbuffer(words: int, depthwise: bool) -> bytes:
+    """28×28×1 → `words` channels, channel w = Σ_j 2^j x[tap j of its group] over the 5×5
+    neighbourhood (the taps split into `words` groups): the word-building step alone."""
+    per_word = -(-25 // words)
+    kernel = np.zeros((5, 5, 1, words), np.float32)
+    for tap in range(25):
+        kernel[tap // 5, tap % 5, 0, tap // per_word] = 2.0 ** (tap % per_word)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 28, 28, 1], tf.float32)])
+    def pack(x):
+        if depthwise:
+            return tf.nn.depthwise_conv2d(x, kernel, (1, 1, 1, 1), "SAME")
+        return tf.nn.conv2d(x, kernel, 1, "SAME")
+
+    function = pack.get_concrete_function()
+    return tf.lite.TFLiteConverter.from_concrete_functions([function], pack).convert()
+
+
+def bconv_flatbuffer(words: int) -> bytes:
+    """A 1×1 binary convolution from 32·`words` channels to 32 on 28×28, its output bit-packed
+    (BN with γ > 0, then a binary layer): the binary first layer's GEMM and output alone."""
+    import larq as lq
+    import larq_compute_engine as lce
+
+    inputs = tf.keras.Input((28, 28, 32 * words))
+    x = lq.layers.QuantConv2D(32, 1, input_quantizer="ste_sign", kernel_quantizer="ste_sign")(
+        inputs
+    )
+    x = L.BatchNormalization(gamma_initializer="ones", beta_initializer="zeros")(x)
+    x = lq.layers.QuantConv2D(4, 1, input_quantizer="ste_sign", kernel_quantizer="ste_sign")(x)
+    return lce.convert_keras_model(tf.keras.Model(inputs, L.GlobalAveragePooling2D()(x)))
+
+
+def _first_op(flatbuffer, x, runner, name):
+    cost = arm64.run(flatbuffer, x, per_op=True, runner=runner, reps=2)
+    return f"{[n for op, n in cost.operators if op == name][0]:,}"
+
+
+def binary_bounds(runner) -> int:
+    """Print the three lower-bound tables of a binary first layer (see the module docstring)."""
+    model = zoo.get("binarynet_mnist", weights="pretrained", compile=False)
+    images, labels = mnist_arrays("test")
+    rows = [("input levels T", "words per pixel (25·T bits)", "Keras accuracy")]
+    for levels in (0, 1, 2, 3, 4, 7):
+        x = images if levels == 0 else staircase(images, levels)
+        accuracy = np.mean(keras_outputs(model, [x])[0].argmax(1) == labels)
+        rows.append(
+            (
+                str(levels or "8-bit (exact)"),
+                str(-(-25 * levels // 32) or "—"),
+                f"{100 * accuracy:.2f}%",
+            )
+        )
+    print(format_table(rows))
+    sample = normalize_mnist(mnist_sample()[0][:2])
+    rows = [("5×5 word packing", "words", "instructions")]
+    for depthwise in (False, True):
+        for words in (1, 4):
+            op = "DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"
+            rows.append(
+                (
+                    op,
+                    str(words),
+                    _first_op(packing_flatbuffer(words, depthwise), sample, runner, op),
+                )
+            )
+    print(format_table(rows))
+    rows = [("LceBconv2d 1×1, 28×28 → 32, bit-packed output", "instructions")]
+    for words in (1, 2, 4):
+        x = np.random.default_rng(0).normal(size=(2, 28, 28, 32 * words)).astype(np.float32)
+        rows.append(
+            (f"{words} word(s) deep", _first_op(bconv_flatbuffer(words), x, runner, "LceBconv2d"))
+        )
+    print(format_table(rows))
+    return 0
+
+
 def main(argv=None) -> int:
     import larq_compute_engine as lce
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runner", help=f"runner directory (default: ${arm64.RUNNER_ENV})")
+    parser.add_argument(
+        "--binary-bounds", action="store_true", help="the pieces of a binary first layer"
+    )
     args = parser.parse_args(argv)
+    if args.binary_bounds:
+        return binary_bounds(args.runner)
     model = zoo.get("binarynet_mnist", weights="pretrained", compile=False)
     lowered = passes.lower(model)
     sample = normalize_mnist(mnist_sample()[0][:4])

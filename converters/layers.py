@@ -12,6 +12,7 @@ identity holds at every output position, borders included.
 `ActivationBitPlanes` stacks the k planes along the batch axis so a single convolution (one
 copy of the kernel in the flatbuffer) processes all of them; `CombineBitPlanes` takes the
 weighted sum back and adds the constant term (and any folded batch normalisation).
+`DequantizedActivation` is the k-bit input of a layer that stays a float convolution.
 """
 
 from __future__ import annotations
@@ -70,15 +71,48 @@ class ActivationBitPlanes(tf.keras.layers.Layer):
         }
 
 
+@_register
+class DequantizedActivation(tf.keras.layers.Layer):
+    r"""q(x) = Q(x)/n for a DoReFa k-bit activation quantizer, Q computed by `_levels`: the same
+    values as the quantizer's own clip(x, 0, 1), without TFLite's slow broadcasting MINIMUM.
+
+    # Arguments
+        quantizer: the original DoReFa input quantizer (serialized or object).
+    """
+
+    def __init__(self, quantizer, **kwargs):
+        super().__init__(**kwargs)
+        self.quantizer = lq.quantizers.get(quantizer)
+        if not has_fast_levels(self.quantizer):
+            raise ValueError(
+                f"`quantizer` must be a DoReFa activation quantizer, got {quantizer!r}."
+            )
+
+    def call(self, inputs):
+        n = self.quantizer.n
+        return _levels(self.quantizer, inputs, self.quantizer.precision) / float(n)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "quantizer": lq.quantizers.serialize(self.quantizer)}
+
+
+def has_fast_levels(quantizer) -> bool:
+    """`quantizer` computes DoReFa's round(n·clip(x, 0, 1)), which `_levels` rewrites."""
+    from kbnn.quantizers import DoReFaActivation
+
+    levels_of = getattr(type(quantizer), "integer_levels", None)
+    return levels_of is not None and levels_of is DoReFaActivation.integer_levels
+
+
 def _levels(quantizer, inputs, bits: int):
     """Integer levels Q of `inputs`. DoReFa's round(n·clip(x, 0, 1)) is computed as
     round(n·relu(clip(x, −1, 1))), the same values bit for bit, because TFLite has a fused
     RELU_N1_TO_1 but a slow broadcasting MINIMUM (about 3 vs 13 aarch64 instructions per
     element; docs/arm64.md)."""
-    from kbnn.quantizers import DoReFaActivation
-
-    levels_of = getattr(type(quantizer), "integer_levels", None)
-    if levels_of is not None and levels_of is DoReFaActivation.integer_levels:
+    if has_fast_levels(quantizer):
         unit = tf.nn.relu(tf.clip_by_value(inputs, -1.0, 1.0))
         return tf.round(unit * float(quantizer.n))
     return klevels.integer_activation_levels(quantizer, inputs, bits)

@@ -206,7 +206,7 @@ def kernel_levels(layer) -> KernelLevels | None:
     if found is None:
         return None
     levels, scale = found
-    if quantizer is None and not np.all(np.abs(levels) == 1):
+    if quantizer is None and not _is_binary(levels):
         return None  # a float kernel that happens to lie on a grid stays a float kernel
     return KernelLevels(levels, scale, _bits(quantizer, levels))
 

@@ -3,7 +3,11 @@
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import quantizers as kq
 from kbnn.converters import levels
-from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
+from kbnn.converters.layers import (
+    ActivationBitPlanes,
+    CombineBitPlanes,
+    DequantizedActivation,
+)
 
 import larq as lq
 import numpy as np
@@ -191,6 +195,27 @@ def test_activation_bit_planes_are_the_quantizer_levels_bits(bits):
     planes = ActivationBitPlanes(bits, quantizer)(x).numpy().reshape(bits, -1)
     for j in range(bits):
         np.testing.assert_array_equal(planes[j], 0.5 - ((levels >> j) & 1))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 8])
+def test_dequantized_activation_is_the_quantizer_bit_for_bit(bits):
+    """DequantizedActivation (RELU_N1_TO_1 form) equals DoReFaActivation's own output exactly,
+    on the levels, the rounding midpoints, values outside [0, 1] and random inputs."""
+    n = 2**bits - 1
+    quantizer = kq.DoReFaActivation(bits)
+    grid = np.concatenate([np.arange(n + 1) / n, (np.arange(n) + 0.5) / n, [-5, -1, 1.5, 7]])
+    x = np.concatenate([grid, np.random.default_rng(bits).uniform(-0.5, 1.5, 500)])
+    x = x.astype(np.float32)
+    np.testing.assert_array_equal(DequantizedActivation(quantizer)(x), quantizer(x))
+
+
+def test_dequantized_activation_serializes_and_refuses_other_quantizers():
+    layer = DequantizedActivation(kq.DoReFaActivation(2), name="d")
+    again = DequantizedActivation.from_config(layer.get_config())
+    x = tf.constant([[-0.5, 0.2, 0.5, 0.9, 3.0]])
+    np.testing.assert_array_equal(layer(x), again(x))
+    with pytest.raises(ValueError, match="DoReFa"):
+        DequantizedActivation("ste_sign")
 
 
 def test_bit_plane_layers_serialize():

@@ -4,8 +4,9 @@ import functools
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers as kl
-from kbnn.converters import passes
+from kbnn.converters import convert, passes
 from kbnn.converters.errors import ConversionError
+from kbnn.converters.flatbuffer import read_flatbuffer
 from kbnn.converters.graph import origin, rebuild
 from kbnn.converters.layers import ActivationBitPlanes, CombineBitPlanes
 from kbnn.converters.plan import plan_layer
@@ -204,9 +205,24 @@ def test_k_bit_inputs_on_few_channels_stay_a_float_convolution(channels, planes)
     assert ("ActivationBitPlanes" in _types(lowered)) is planes
     if not planes:
         conv = lowered.get_layer("c")
-        assert conv.kernel_quantizer is None and conv.input_quantizer is not None
+        assert conv.kernel_quantizer is None and conv.input_quantizer is None
+        assert _types(lowered)[1:] == ["DequantizedActivation", "QuantConv2D"]
         assert "float convolution costs fewer ARM" in plan_layer(model.get_layer("c")).reason
     _same_outputs(model, lowered, (6, 6, channels), atol=1e-5, low=-0.2, high=1.2)
+
+
+def test_float_k_bit_input_has_no_broadcasting_minimum():
+    """The DoReFa input of a float-kept layer is clipped with TFLite's fused RELU_N1_TO_1, not
+    the broadcasting MINIMUM of clip(x, 0, 1) (about 65 aarch64 instructions per element on a
+    28×28 image, docs/arm64.md); the flatbuffer still computes the Keras model's outputs."""
+    inputs = tf.keras.Input((8, 8, 1))
+    x = kl.DorefaConv2D(4, 3, padding="same", bit_w=1, bit_a=3, name="c")(inputs)
+    model = _randomize(tf.keras.Model(inputs, x))
+    conversion = convert(
+        model, verify_with=np.random.default_rng(0).uniform(-0.2, 1.2, (8, 8, 8, 1))
+    )
+    ops = read_flatbuffer(conversion.flatbuffer).op_counts()
+    assert "MINIMUM" not in ops and ops.get("CONV_2D") == 1
 
 
 # ------------------------------------------------------------------------------ 5. weight planes

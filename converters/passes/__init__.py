@@ -19,7 +19,8 @@ exact at inference, up to float rounding of the folded constants:
 7. `factor_kernel_scales`: a binary convolution's ±α kernel → ±1 kernel and a per-channel
    multiply that LCE fuses (LCE converts that form ~3× faster on large layers).
 8. `freeze_float_fallbacks`: layers that cannot be lowered get their quantized kernel q(W) as a
-   constant float kernel (what LCE would compute anyway, but exact and explicit).
+   constant float kernel (what LCE would compute anyway, but exact and explicit), and a DoReFa
+   input quantizer as a `DequantizedActivation` layer (the same values without a MINIMUM).
 
 `lower(model)` chains them (`PASSES`); each pass lives in its own module of this package.
 New layers are named `<original>_kb_<role>`.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from kbnn.converters.graph import flatten, rebuild
+from kbnn.converters.layers import DequantizedActivation, has_fast_levels
 from kbnn.converters.passes._common import (
+    Namer,
     call_with_weights,
     quantized_weights,
     single_input,
@@ -15,7 +17,8 @@ from kbnn.converters.plan import plan_layer
 def freeze_float_fallbacks(model):
     """Layers `plan_layer` sends to the float fallback keep their input quantizer but get q(W)
     as a plain float kernel (no kernel quantizer), so what LCE stores is exactly what Keras
-    multiplies with."""
+    multiplies with. A DoReFa input quantizer becomes a `DequantizedActivation` layer before
+    the layer: the same values, cheaper on ARM (docs/arm64.md)."""
     model = flatten(model)
     targets = set()
     for layer in model.layers:
@@ -26,13 +29,19 @@ def freeze_float_fallbacks(model):
             targets.add(layer.name)
     if not targets:
         return model
+    name = Namer(model)
 
     def replace(layer, args, kwargs):
         if layer.name not in targets:
             return None
+        inputs = single_input(args)
+        quantizer = getattr(layer, "input_quantizer", None)
+        fast_input = has_fast_levels(quantizer)
+        if fast_input:
+            inputs = DequantizedActivation(quantizer, name=name(layer.name, "input"))(inputs)
         return call_with_weights(
-            strip_quantizers(layer, keep_input_quantizer=True),
-            single_input(args),
+            strip_quantizers(layer, keep_input_quantizer=not fast_input),
+            inputs,
             quantized_weights(layer),
         )
 
