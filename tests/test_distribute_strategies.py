@@ -147,8 +147,12 @@ np.savez(out / f"weights{index}.npz", *result.final_weights)
 )
 
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def _env(tmp_path):
+    """The workers' environment; their temporary folders go under `tmp_path`, so a worker
+    killed on purpose does not leave its private folder in the system's /tmp."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", TMPDIR=str(scratch))
     env.pop("TF_CONFIG", None)
     return env
 
@@ -246,7 +250,7 @@ def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path, run
         2,
         timeout=TIMEOUT_S,
         log_dir=tmp_path / "logs-crash",
-        env=_env(),
+        env=_env(tmp_path),
     )
     assert crashed[1].returncode == 3, crashed[1].output()[-3000:]
     assert crashed[0].stopped or crashed[0].returncode != 0  # the survivor cannot go on alone
@@ -258,7 +262,7 @@ def test_multiworker_two_processes_identical_and_resume_after_kill(tmp_path, run
         2,
         timeout=TIMEOUT_S,
         log_dir=tmp_path / "logs-resume",
-        env=_env(),
+        env=_env(tmp_path),
     )
     for worker in resumed:
         assert worker.returncode == 0, worker.output()[-3000:]
