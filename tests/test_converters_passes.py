@@ -4,6 +4,7 @@ import functools
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
 from kbnn import layers as kl
+from kbnn import quantizers as kq
 from kbnn.converters import convert, passes
 from kbnn.converters.errors import ConversionError
 from kbnn.converters.flatbuffer import read_flatbuffer
@@ -155,6 +156,26 @@ def test_dense_to_conv(sequential):
     assert convs[0].padding == "valid" and "Flatten" not in _types(rewritten)
     assert {origin(c.name) for c in convs} == {"d1", "d2"}
     _same_outputs(model, rewritten, (4, 4, 2), atol=1e-5)
+
+
+def test_k_bit_dense_on_a_flattened_thin_image_keeps_its_bit_planes():
+    """An 8-bit fixed-point dense on a flattened 1-channel image stays a flat 1×1 convolution
+    (784 channels, 25 words per plane), so its bit planes pay off, instead of a 28×28 VALID
+    convolution with 1 useful bit per word that would fall back to float."""
+    inputs = tf.keras.Input((28, 28, 1))
+    x = tf.keras.layers.Flatten()(inputs)
+    x = lq.layers.QuantDense(
+        16, input_quantizer=kq.FixedPointInput(8), kernel_quantizer="ste_sign", name="d"
+    )(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    lowered = passes.lower(model)
+    convs = [layer for layer in lowered.layers if isinstance(layer, lq.layers.QuantConv2D)]
+    assert [c.kernel_size for c in convs] == [(1, 1)]
+    assert "ActivationBitPlanes" in _types(lowered)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1)) / 255.0
+    np.testing.assert_allclose(
+        lowered.predict(pixels, verbose=0), model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_dense_to_conv_on_sequence_inputs_and_float_dense_untouched():

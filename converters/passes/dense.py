@@ -4,7 +4,8 @@ A dense layer right after a Flatten of an image (N, H, W, C) instead becomes one
 convolution on the image itself: the same dot products (Flatten is row-major, channels last),
 but no reshape between the binary layers, so LCE keeps the activations bit-packed (no
 LceDequantize → RESHAPE → LceQuantize) and lowers a max-pool before it to LceBMaxPool2d instead
-of a float MAX_POOL_2D (binarynet_mnist on aarch64: docs/arm64.md).
+of a float MAX_POOL_2D (binarynet_mnist on aarch64: docs/arm64.md). k-bit inputs on an image
+whose channels do not fill 32-bit words keep the flat form, where their bit planes pay off.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def dense_to_conv(model):
     for layer in model.layers:
         if not isinstance(layer, lq.layers.QuantDense):
             continue
-        if plan_layer(layer).action in ("bconv", "planes") and _kernel_reshape_safe(layer):
-            targets[layer.name] = layer
+        action = plan_layer(layer).action
+        if action in ("bconv", "planes") and _kernel_reshape_safe(layer):
+            targets[layer.name] = action
     if not targets:
         return model
     name = Namer(model)
@@ -48,7 +50,11 @@ def dense_to_conv(model):
             return None
         inputs = single_input(args)
         image = _flattened_image(inputs)
-        if image is not None and _kernel_reshape_safe(layer, image.shape[1:] + (layer.units,)):
+        if (
+            image is not None
+            and _image_keeps_words_full(targets[layer.name], image.shape[-1])
+            and _kernel_reshape_safe(layer, image.shape[1:] + (layer.units,))
+        ):
             return _image_conv(layer, image, name)
         in_shape = inputs.shape.as_list()
         features, units = in_shape[-1], layer.units
@@ -72,6 +78,13 @@ def dense_to_conv(model):
         return apply_activation(layer, outputs, name(layer.name, "activation"))
 
     return rebuild(model, replace)
+
+
+def _image_keeps_words_full(action: str, channels: int) -> bool:
+    """k-bit planes on an image whose channels do not fill 32-bit words (a 1-channel image)
+    would cost k·H·W words per output instead of k·⌈H·W·C/32⌉: they take the flat 1×1 form
+    (an MLP's 8-bit first layer on ARM: docs/arm64.md)."""
+    return action != "planes" or channels % 32 == 0
 
 
 def _kernel_reshape_safe(layer, shape=None) -> bool:
