@@ -73,8 +73,9 @@ class ActivationBitPlanes(tf.keras.layers.Layer):
 
 @_register
 class DequantizedActivation(tf.keras.layers.Layer):
-    r"""q(x) = Q(x)/n for a DoReFa k-bit activation quantizer, Q computed by `_levels`: the same
-    values as the quantizer's own clip(x, 0, 1), without TFLite's slow broadcasting MINIMUM.
+    r"""q(x) = Q(x)/n for a DoReFa k-bit activation quantizer ((2Q − n)/n for a signed
+    FixedPointInput), Q computed by `_levels`: the same values as the quantizer's own
+    clip(x, 0, 1), without TFLite's slow broadcasting MINIMUM.
 
     # Arguments
         quantizer: the original DoReFa input quantizer (serialized or object).
@@ -89,8 +90,8 @@ class DequantizedActivation(tf.keras.layers.Layer):
             )
 
     def call(self, inputs):
-        n = self.quantizer.n
-        return _levels(self.quantizer, inputs, self.quantizer.precision) / float(n)
+        unit = _levels(self.quantizer, inputs, self.quantizer.precision) / float(self.quantizer.n)
+        return 2.0 * unit - 1.0 if _is_signed(self.quantizer) else unit
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -100,11 +101,18 @@ class DequantizedActivation(tf.keras.layers.Layer):
 
 
 def has_fast_levels(quantizer) -> bool:
-    """`quantizer` computes DoReFa's round(n·clip(x, 0, 1)), which `_levels` rewrites."""
-    from kbnn.quantizers import DoReFaActivation
+    """`quantizer` computes DoReFa's round(n·clip(u, 0, 1)) (u = x, or (x + 1)/2 for a signed
+    FixedPointInput), which `_levels` rewrites."""
+    from kbnn.quantizers import DoReFaActivation, FixedPointInput
 
     levels_of = getattr(type(quantizer), "integer_levels", None)
-    return levels_of is not None and levels_of is DoReFaActivation.integer_levels
+    return levels_of is not None and (
+        levels_of is DoReFaActivation.integer_levels or levels_of is FixedPointInput.integer_levels
+    )
+
+
+def _is_signed(quantizer) -> bool:
+    return bool(getattr(quantizer, "signed", False))
 
 
 def _levels(quantizer, inputs, bits: int):
@@ -113,6 +121,8 @@ def _levels(quantizer, inputs, bits: int):
     RELU_N1_TO_1 but a slow broadcasting MINIMUM (about 3 vs 13 aarch64 instructions per
     element; docs/arm64.md)."""
     if has_fast_levels(quantizer):
+        if _is_signed(quantizer):
+            inputs = (inputs + 1.0) / 2.0
         unit = tf.nn.relu(tf.clip_by_value(inputs, -1.0, 1.0))
         return tf.round(unit * float(quantizer.n))
     return klevels.integer_activation_levels(quantizer, inputs, bits)

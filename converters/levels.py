@@ -78,8 +78,8 @@ def quantizer_name(quantizer) -> str:
 class InputEncoding:
     """What a layer sees after its input quantizer.
 
-    kind: "float" (no quantizer), "sign" (±1), "unsigned" (levels i/n, i = 0..n, n = 2^bits − 1)
-    or "unknown" (a quantizer kbnn cannot decompose exactly).
+    kind: "float" (no quantizer), "sign" (±1), "unsigned" (levels i/n, i = 0..n, n = 2^bits − 1),
+    "signed" (levels (2i − n)/n) or "unknown" (a quantizer kbnn cannot decompose exactly).
     """
 
     kind: str
@@ -95,6 +95,7 @@ class InputEncoding:
             "float": "float inputs",
             "sign": "±1 inputs",
             "unsigned": f"{self.bits}-bit inputs",
+            "signed": f"{self.bits}-bit signed fixed-point inputs",
             "unknown": f"inputs quantized by {self.quantizer}",
         }[self.kind]
 
@@ -114,6 +115,9 @@ def input_encoding(layer) -> InputEncoding:
     bits = unsigned_bits(quantizer)
     if bits is not None:
         return InputEncoding("unsigned", bits, name)
+    bits = signed_bits(quantizer)
+    if bits is not None:
+        return InputEncoding("signed", bits, name)
     return InputEncoding("unknown", getattr(quantizer, "precision", None) or 32, name)
 
 
@@ -133,15 +137,27 @@ def is_ternary_quantizer(quantizer) -> bool:
 def unsigned_bits(quantizer) -> int | None:
     """k when `quantizer` maps every input to one of i/n, i = 0..n, n = 2^k − 1 (checked on a
     probe grid that covers both ends, the rounding midpoints and values outside [0, 1])."""
+    return _grid_bits(quantizer, signed=False)
+
+
+def signed_bits(quantizer) -> int | None:
+    """k when `quantizer` maps every input to one of (2i − n)/n, i = 0..n: the unsigned grid
+    on [−1, 1] (a signed `FixedPointInput`)."""
+    return _grid_bits(quantizer, signed=True)
+
+
+def _grid_bits(quantizer, signed: bool) -> int | None:
     precision = getattr(quantizer, "precision", None)
     if not isinstance(precision, int) or not 1 <= precision <= 16:
         return None
+    if signed and not hasattr(quantizer, "integer_levels"):
+        return None  # Q is read from `integer_levels`, not derived from the outputs
     n = 2**precision - 1
     try:
         outputs = np.asarray(quantizer(tf.constant(_PROBE)), dtype=np.float64)
     except Exception:  # a quantizer that cannot run eagerly on a vector is not decomposable
         return None
-    levels = outputs * n
+    levels = (outputs * n + n) / 2 if signed else outputs * n
     if outputs.shape != _PROBE.shape or not np.allclose(levels, np.round(levels), atol=1e-4):
         return None
     levels = np.round(levels)

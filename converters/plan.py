@@ -285,13 +285,16 @@ def _plan(layer, levels: klevels.KernelLevels | None) -> Lowering:
         and float(np.asarray(getattr(layer, "pad_values", 0.0))) != 0.0
     ):
         return fallback("SAME padding with pad_values != 0 on k-bit inputs")
+    if encoding.kind == "signed" and getattr(layer, "padding", "valid") == "same":
+        return fallback("SAME padding on signed fixed-point inputs (the pad is not a level)")
     if _dense_input_unknown(layer):
         return fallback("dense input shape is not fully known")
     planes = klevels.plane_count(levels.levels)
     if getattr(layer, "xnor_input_scaling", False) and (planes > 1 or encoding.kind != "sign"):
         return fallback("XNOR input scaling is only lowered for binary weights and ±1 inputs")
-    activation_bits = encoding.bits if encoding.kind == "unsigned" else 1
-    if encoding.kind == "unsigned" and not _planes_pay_off(layer, activation_bits):
+    k_bit = encoding.kind in ("unsigned", "signed")
+    activation_bits = encoding.bits if k_bit else 1
+    if k_bit and not _planes_pay_off(layer, activation_bits):
         return fallback(
             f"{activation_bits}-bit inputs on {_input_channels(layer)} channel(s): a float "
             "convolution costs fewer ARM instructions than bit planes"

@@ -272,21 +272,41 @@ class FixedPointInput(DoReFaActivation):
     s = Σ_{m=1}^{bits} 2^{m−1}·(x^m · w_b) (eq. 7); use `bit_planes` with
     `kbnn.math.bit_plane_sum`. Backward: identity on [0, 1].
 
+    `signed=True` is the same grid mapped to [−1, 1] (an image rescaled by 2x − 1):
+    q(y) = 2·q₀((y + 1)/2) − 1 = (2Q − n)/n, Q = round(n·clip((y + 1)/2, 0, 1)); the planes
+    of Q then give y = Σ_m 2^{m−1}·(2·x^m − 1)/n with no constant term. Backward: identity on
+    [−1, 1]. `integer_levels` and `bit_planes` return Q and its planes.
+
     # Arguments
         bits: input bit width, 1..32 (8 by default).
+        signed: inputs in [−1, 1] instead of [0, 1].
     """
 
-    def __init__(self, bits: int = 8, **kwargs):
+    def __init__(self, bits: int = 8, signed: bool = False, **kwargs):
         kwargs.pop("k_bit", None)
+        if not isinstance(signed, bool):
+            raise ValueError(f"`signed` must be True or False, got {signed!r}.")
+        self.signed = signed
         super().__init__(k_bit=kmath.check_bits(bits, "bits"), **kwargs)
 
     @property
     def bits(self) -> int:
         return self.precision
 
+    def call(self, inputs):
+        if not self.signed:
+            return super().call(inputs)
+        return 2.0 * super().call((inputs + 1.0) / 2.0) - 1.0
+
+    def integer_levels(self, x):
+        """(Q, 1/n): q(x) = Q/n, or (2Q − n)/n when signed (Q of (x + 1)/2)."""
+        x = tf.convert_to_tensor(x)
+        return super().integer_levels((x + 1.0) / 2.0 if self.signed else x)
+
     def get_config(self):
         config = super().get_config()
         config["bits"] = config.pop("k_bit")
+        config["signed"] = self.signed
         return config
 
 

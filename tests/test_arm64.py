@@ -98,6 +98,29 @@ def test_pretrained_stride2_stem_on_aarch64_agrees_with_keras_and_x86(binarynet)
     assert first[1] < reference.operators[0][1] / 3
 
 
+@needs_runner
+def test_pretrained_mlp_first_layer_runs_as_bit_planes_on_aarch64(binarynet):
+    """binarynet_mlp_mnist's 8-bit fixed-point first layer is binary bit planes, not a float
+    FULLY_CONNECTED: no float matrix op is left, and the aarch64 argmax equals Keras on 64 real
+    digits with outputs equal to the x86 interpreter's."""
+    from kbnn import zoo
+    from kbnn.converters import convert
+    from kbnn.converters.flatbuffer import read_flatbuffer
+    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
+
+    _, _, x, labels = binarynet
+    model = zoo.get("binarynet_mlp_mnist", weights="pretrained")
+    flatbuffer = convert(model).flatbuffer
+    ops = read_flatbuffer(flatbuffer).op_counts()
+    assert not {"FULLY_CONNECTED", "CONV_2D"} & set(ops) and ops["LceBconv2d"] == 4
+    cost = arm64.run(flatbuffer, x, runner=RUNNER, reps=1)
+    keras = keras_outputs(model, [x])[0]
+    x86 = lce_outputs(flatbuffer, [x], **KERNEL_OPTIONS)[0]
+    np.testing.assert_array_equal(cost.outputs.argmax(1), keras.argmax(1))
+    assert np.max(np.abs(cost.outputs - x86)) < 1e-6
+    assert np.mean(cost.outputs.argmax(1) == labels) > 0.95
+
+
 @pytest.mark.slow
 @needs_runner
 def test_cli_bench_arm64_prints_ratio_and_agreement(binarynet, tmp_path):

@@ -148,6 +148,8 @@ def test_infer_levels_per_channel_and_missing_unit_level():
         (kq.DoReFaActivation(1), "unsigned", 1),
         (kq.DoReFaActivation(2), "unsigned", 2),
         (kq.FixedPointInput(8), "unsigned", 8),
+        (kq.FixedPointInput(8, signed=True), "signed", 8),
+        (kq.FixedPointInput(1, signed=True), "signed", 1),
         (lq.quantizers.DoReFa(k_bit=3, mode="activations"), "unsigned", 3),
         (lq.quantizers.SteHeaviside(), "unsigned", 1),
         (lq.quantizers.SteTern(), "unknown", 2),
@@ -205,6 +207,14 @@ def test_dequantized_activation_is_the_quantizer_bit_for_bit(bits):
     quantizer = kq.DoReFaActivation(bits)
     grid = np.concatenate([np.arange(n + 1) / n, (np.arange(n) + 0.5) / n, [-5, -1, 1.5, 7]])
     x = np.concatenate([grid, np.random.default_rng(bits).uniform(-0.5, 1.5, 500)])
+    x = x.astype(np.float32)
+    np.testing.assert_array_equal(DequantizedActivation(quantizer)(x), quantizer(x))
+
+
+def test_dequantized_activation_of_a_signed_fixed_point_input_is_bit_for_bit():
+    quantizer = kq.FixedPointInput(3, signed=True)
+    grid = np.concatenate([(2 * np.arange(8) - 7) / 7, (2 * np.arange(8) - 6) / 7, [-3, 2.5]])
+    x = np.concatenate([grid, np.random.default_rng(4).uniform(-1.5, 1.5, 500)])
     x = x.astype(np.float32)
     np.testing.assert_array_equal(DequantizedActivation(quantizer)(x), quantizer(x))
 

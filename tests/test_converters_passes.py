@@ -178,6 +178,45 @@ def test_k_bit_dense_on_a_flattened_thin_image_keeps_its_bit_planes():
     )
 
 
+def test_signed_fixed_point_dense_is_exact_bit_planes_without_a_constant():
+    """2x − 1 of 8-bit pixels through a signed FixedPointInput dense: 8 ±1 planes with
+    coefficients −2^j/n and no ΣW/2 term, equal to Keras on the pixels."""
+    inputs = tf.keras.Input((28, 28, 1))
+    x = tf.keras.layers.Rescaling(2.0, offset=-1.0)(inputs)
+    x = tf.keras.layers.Flatten()(x)
+    quantizer = kq.FixedPointInput(8, signed=True)
+    x = lq.layers.QuantDense(
+        16, input_quantizer=quantizer, kernel_quantizer="ste_sign", use_bias=True, name="d"
+    )(x)
+    model = _randomize(tf.keras.Model(inputs, x))
+    lowered = passes.lower(model)
+    assert "ActivationBitPlanes" in _types(lowered)
+    combine = next(layer for layer in lowered.layers if isinstance(layer, CombineBitPlanes))
+    assert combine.coefficients == [-(2.0**j) / 255 for j in range(8)]
+    np.testing.assert_allclose(combine.get_weights()[1], model.get_layer("d").bias.numpy())
+    pixels = np.random.default_rng(1).integers(0, 256, (8, 28, 28, 1)) / 255.0
+    np.testing.assert_allclose(
+        lowered.predict(pixels, verbose=0), model.predict(pixels, verbose=0), rtol=1e-5, atol=1e-4
+    )
+
+
+def test_signed_fixed_point_conv_with_same_padding_stays_float():
+    inputs = tf.keras.Input((6, 6, 64))
+    x = lq.layers.QuantConv2D(
+        4,
+        3,
+        padding="same",
+        input_quantizer=kq.FixedPointInput(4, signed=True),
+        kernel_quantizer="ste_sign",
+        name="c",
+    )(inputs)
+    model = _randomize(tf.keras.Model(inputs, x))
+    assert "pad is not a level" in plan_layer(model.get_layer("c")).reason
+    lowered = passes.lower(model)
+    assert "ActivationBitPlanes" not in _types(lowered)
+    _same_outputs(model, lowered, (6, 6, 64), atol=1e-4)
+
+
 def test_dense_to_conv_on_sequence_inputs_and_float_dense_untouched():
     inputs = tf.keras.Input((3, 8))
     x = kl.BinaryDense(4, name="binary")(inputs)  # (N, 3, 8) -> (N, 3, 4)

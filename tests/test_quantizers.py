@@ -486,9 +486,38 @@ def test_bad_threshold_factor(factor):
         kq.TernaryWeight(threshold_factor=factor)
 
 
+def test_signed_fixed_point_input_is_the_identity_on_rescaled_8_bit_pixels():
+    """y = 2x − 1 of 8-bit pixels lies on the grid (2Q − n)/n with Q the pixel value: q(y) = y
+    exactly, Q = the pixel, and y = Σ_m 2^m·(2·x^m − 1)/n from Q's bit planes (numpy)."""
+    pixels = np.arange(256)
+    y = 2.0 * (pixels / 255.0).astype(np.float32) - 1.0
+    quantizer = kq.FixedPointInput(8, signed=True)
+    np.testing.assert_array_equal(quantizer(y), y)
+    levels, scale = quantizer.integer_levels(y)
+    np.testing.assert_array_equal(levels, pixels)
+    assert np.isclose(scale, 1 / 255)
+    bits = (pixels[:, None] >> np.arange(8)) & 1
+    np.testing.assert_allclose((2.0 ** np.arange(8) * (2 * bits - 1)).sum(-1) / 255, y, atol=1e-6)
+
+
+def test_signed_fixed_point_input_grid_gradient_and_config():
+    quantizer = kq.FixedPointInput(2, signed=True)
+    x = tf.constant([-3.0, -1.0, -0.4, -0.3, 0.0, 0.2, 0.4, 1.0, 2.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = quantizer(x)
+    np.testing.assert_allclose(y, [-1, -1, -1 / 3, -1 / 3, 1 / 3, 1 / 3, 1 / 3, 1, 1], atol=1e-6)
+    np.testing.assert_array_equal(tape.gradient(y, x), [0, 1, 1, 1, 1, 1, 1, 1, 0])
+    again = kq.FixedPointInput.from_config(quantizer.get_config())
+    assert again.signed and again.bits == 2
+    assert not kq.FixedPointInput.from_config(kq.FixedPointInput(3).get_config()).signed
+
+
 def test_bad_other_arguments():
     with pytest.raises(ValueError, match="bits"):
         kq.FixedPointInput(bits=0)
+    with pytest.raises(ValueError, match="signed"):
+        kq.FixedPointInput(signed="yes")
     with pytest.raises(ValueError, match="clip_value"):
         kq.XnorWeight(clip_value=-1)
 

@@ -100,7 +100,7 @@ def _input_kind(layer) -> tuple[str, int]:
     quantizer = getattr(layer, "input_quantizer", None)
     if quantizer is None:
         return "none", 0
-    if isinstance(quantizer, DoReFaActivation):
+    if isinstance(quantizer, DoReFaActivation) and not getattr(quantizer, "signed", False):
         return "levels", int(quantizer.k_bit)
     out = np.asarray(quantizer(tf.constant(_SIGN_PROBE)))
     if np.array_equal(out, np.where(_SIGN_PROBE >= 0, 1.0, -1.0)):

@@ -30,16 +30,17 @@ def split_activation_planes(model):
 
         conv(a, W) + b = Σ_j (−2^j/2n)·conv(s_j, W) + (b + ΣW/2).
 
-    Exact at SAME borders too: a zero-padded a is u_j = 0, i.e. s_j = +1."""
+    Exact at SAME borders too: a zero-padded a is u_j = 0, i.e. s_j = +1. Signed fixed-point
+    inputs a = (2Q − n)/n (VALID only) need no constant: conv(a, W) = Σ_j (−2^j/n)·conv(s_j, W)."""
     model = flatten(model)
     targets = {}
     for layer in model.layers:
         if (
             isinstance(layer, lq.layers.QuantConv2D)
-            and klevels.input_encoding(layer).kind == "unsigned"
+            and klevels.input_encoding(layer).kind in ("unsigned", "signed")
             and plan_layer(layer).action == "planes"
         ):
-            targets[layer.name] = klevels.input_encoding(layer).bits
+            targets[layer.name] = klevels.input_encoding(layer)
     if not targets:
         return model
     name = Namer(model)
@@ -48,8 +49,8 @@ def split_activation_planes(model):
     def replace(layer, args, kwargs):
         if layer.name not in targets:
             return None
-        bits = targets[layer.name]
-        n = klevels.max_level(bits)
+        encoding = targets[layer.name]
+        bits, n = encoding.bits, encoding.n
         inputs = single_input(args)
         key = (id(inputs), bits, quantizer_key(layer.input_quantizer))
         if key not in shared_planes:
@@ -66,12 +67,15 @@ def split_activation_planes(model):
             use_bias=False,
         )
         outputs = call_with_weights(conv, shared_planes[key], [latent_value(layer.kernel)])
-        kernel_sum = klevels.quantized_kernel(layer).astype(np.float64).sum(axis=(0, 1, 2))
-        bias = kernel_sum / 2.0
+        signed = encoding.kind == "signed"
+        bias = np.zeros(layer.filters)
+        if not signed:
+            bias = klevels.quantized_kernel(layer).astype(np.float64).sum(axis=(0, 1, 2)) / 2.0
         if layer.use_bias:
             bias = bias + layer_bias(layer)
+        scale = n if signed else 2.0 * n
         combine = CombineBitPlanes(
-            [-(2.0**j) / (2.0 * n) for j in range(bits)], name=name(layer.name, "combine")
+            [-(2.0**j) / scale for j in range(bits)], name=name(layer.name, "combine")
         )
         outputs = call_with_weights(combine, outputs, [np.ones(layer.filters), bias])
         return apply_activation(layer, outputs, name(layer.name, "activation"))
