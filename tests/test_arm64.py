@@ -79,19 +79,8 @@ def test_optimized_bgemm_is_cheaper_than_indirect_on_arm(binarynet):
 def test_pretrained_stride2_stem_on_aarch64_agrees_with_keras_and_x86(binarynet):
     """binarynet_s2_mnist (conv1 at stride 2, no pool1): aarch64 argmax equals Keras on 64 real
     digits, and its float first layer computes 4× fewer outputs than binarynet_mnist's."""
-    from kbnn import zoo
-    from kbnn.converters import convert
-    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
-
     _, reference_flatbuffer, x, labels = binarynet
-    model = zoo.get("binarynet_s2_mnist", weights="pretrained")
-    flatbuffer = convert(model).flatbuffer
-    cost = arm64.run(flatbuffer, x, runner=RUNNER, reps=2)
-    keras = keras_outputs(model, [x])[0]
-    x86 = lce_outputs(flatbuffer, [x], **KERNEL_OPTIONS)[0]
-    np.testing.assert_array_equal(cost.outputs.argmax(1), keras.argmax(1))
-    assert np.max(np.abs(cost.outputs - x86)) < 1e-6
-    assert np.mean(cost.outputs.argmax(1) == labels) > 0.95
+    flatbuffer = _pretrained_agrees_on_aarch64("binarynet_s2_mnist", x, labels)
     first = arm64.run(flatbuffer, x[:1], runner=RUNNER, reps=1, per_op=True).operators[0]
     reference = arm64.run(reference_flatbuffer, x[:1], runner=RUNNER, reps=1, per_op=True)
     assert first[0] == reference.operators[0][0] == "CONV_2D"
@@ -103,22 +92,30 @@ def test_pretrained_mlp_first_layer_runs_as_bit_planes_on_aarch64(binarynet):
     """binarynet_mlp_mnist's 8-bit fixed-point first layer is binary bit planes, not a float
     FULLY_CONNECTED: no float matrix op is left, and the aarch64 argmax equals Keras on 64 real
     digits with outputs equal to the x86 interpreter's."""
-    from kbnn import zoo
-    from kbnn.converters import convert
     from kbnn.converters.flatbuffer import read_flatbuffer
-    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
 
     _, _, x, labels = binarynet
-    model = zoo.get("binarynet_mlp_mnist", weights="pretrained")
-    flatbuffer = convert(model).flatbuffer
+    flatbuffer = _pretrained_agrees_on_aarch64("binarynet_mlp_mnist", x, labels)
     ops = read_flatbuffer(flatbuffer).op_counts()
     assert not {"FULLY_CONNECTED", "CONV_2D"} & set(ops) and ops["LceBconv2d"] == 4
+
+
+def _pretrained_agrees_on_aarch64(name, x, labels) -> bytes:
+    """Convert the pretrained zoo model `name`; its aarch64 argmax equals Keras' on `x`, its
+    outputs equal the x86 interpreter's, and it is accurate on these digits. The flatbuffer."""
+    from kbnn import zoo
+    from kbnn.converters import convert
+    from kbnn.converters.verify import KERNEL_OPTIONS, keras_outputs, lce_outputs
+
+    model = zoo.get(name, weights="pretrained")
+    flatbuffer = convert(model).flatbuffer
     cost = arm64.run(flatbuffer, x, runner=RUNNER, reps=1)
     keras = keras_outputs(model, [x])[0]
     x86 = lce_outputs(flatbuffer, [x], **KERNEL_OPTIONS)[0]
     np.testing.assert_array_equal(cost.outputs.argmax(1), keras.argmax(1))
     assert np.max(np.abs(cost.outputs - x86)) < 1e-6
     assert np.mean(cost.outputs.argmax(1) == labels) > 0.95
+    return flatbuffer
 
 
 @pytest.mark.slow
