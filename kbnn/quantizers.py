@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from kbnn import math as kmath
 from kbnn._registry import register
+from kbnn._validation import check_type
 
 import larq as lq
 import tensorflow as tf
@@ -284,9 +285,7 @@ class FixedPointInput(DoReFaActivation):
 
     def __init__(self, bits: int = 8, signed: bool = False, **kwargs):
         kwargs.pop("k_bit", None)
-        if not isinstance(signed, bool):
-            raise ValueError(f"`signed` must be True or False, got {signed!r}.")
-        self.signed = signed
+        self.signed = check_type(signed, "signed", bool)
         super().__init__(k_bit=kmath.check_bits(bits, "bits"), **kwargs)
 
     @property
