@@ -6,12 +6,11 @@ emitted before this pass): same op counts and the same outputs in LCE's interpre
 """
 
 import kbnn  # noqa: F401  (Keras 2 before TensorFlow)
-from kbnn.converters import passes
+from kbnn.converters import levels, passes
 from kbnn.converters.flatbuffer import read_flatbuffer
 from kbnn.converters.graph import rebuild
 from kbnn.converters.layers import CombineBitPlanes
 from kbnn.converters.passes._common import quantized_weights, with_constant_kernel
-from kbnn.converters.passes.kernel_scales import channel_scales
 
 import larq as lq
 import larq_compute_engine as lce
@@ -93,8 +92,8 @@ def test_scales_leave_the_kernel_and_keras_outputs_stay(bias, bn, zero_channel):
 def test_plus_minus_one_and_non_binary_kernels_are_left_alone():
     unit = _unfactored(_model("ste_sign"))  # α = 1 everywhere
     assert passes.factor_kernel_scales(unit) is unit
-    assert channel_scales(np.array([[0.5, 1.0], [-0.5, 0.0]])) is None
-    assert channel_scales(np.array([[0.5, 1.0], [-0.5, -1.0]])).tolist() == [0.5, 1.0]
+    assert levels.channel_magnitudes(np.array([[0.5, 1.0], [-0.5, 0.0]])) is None
+    assert levels.channel_magnitudes(np.array([[0.5, 1.0], [-0.5, -1.0]])).tolist() == [0.5, 1.0]
 
 
 def _lce_outputs(flatbuffer, x):

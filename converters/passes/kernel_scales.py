@@ -47,7 +47,7 @@ def factor_kernel_scales(model):
         if not _lowered_binary_conv(layer):
             continue
         kernel = latent_value(layer.kernel)
-        scales = channel_scales(kernel)
+        scales = klevels.channel_magnitudes(kernel)
         if scales is None or np.all(scales == 1.0):
             continue
         batchnorm = _only_batchnorm_reader(model, layer, uses)
@@ -80,9 +80,6 @@ def factor_kernel_scales(model):
     return rebuild(model, replace)
 
 
-channel_scales = klevels.channel_magnitudes
-
-
 def _lowered_binary_conv(layer) -> bool:
     """A plain QuantConv2D the passes made: sign inputs, a constant (unquantized) kernel."""
     return (
@@ -102,4 +99,4 @@ def _only_batchnorm_reader(model, layer, uses):
     return reader if is_foldable_batchnorm(reader) else None
 
 
-__all__ = ["channel_scales", "factor_kernel_scales"]
+__all__ = ["factor_kernel_scales"]
